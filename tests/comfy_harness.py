@@ -1,0 +1,286 @@
+"""Drive the real ComfyUI in-process: load this pack, build random-weight SD1.5 checkpoints, and run
+API-format graphs through ComfyUI's own validator and executor. Used by tests and benchmarks."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+# The UNet layouts ComfyUI's detection accepts as SD1.5 (model_channels 320, context_dim 768).
+SD15_FULL_UNET = dict(
+    model_channels=320, in_channels=4, out_channels=4, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+    transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+)
+# Two levels, two res blocks each: 11 self-attention layers (encoder 0-3, middle 4, decoder 5-10),
+# so the paper's default start_layer 10 is valid, and one step takes milliseconds at 64 px.
+SD15_SMALL_UNET = dict(
+    model_channels=320, in_channels=4, out_channels=4, num_res_blocks=[2, 2], channel_mult=[1, 2],
+    transformer_depth=[1, 1, 1, 1], transformer_depth_middle=1, transformer_depth_output=[1, 1, 1, 1, 1, 1],
+)
+COMMON_UNET = dict(use_checkpoint=False, image_size=32, use_spatial_transformer=True, legacy=False,
+                   adm_in_channels=None, context_dim=768, num_heads=8, num_head_channels=-1,
+                   use_linear_in_transformer=False, use_temporal_attention=False, use_temporal_resblock=False)
+
+_STARTED = {}
+
+
+def start_comfy(comfy_path: Path, pack_dir: Path):
+    """Import ComfyUI on the CPU with its built-in extra nodes and this pack; idempotent."""
+    if "ns" in _STARTED:
+        return _STARTED["ns"]
+    sys.path.insert(0, str(comfy_path))
+    logging.getLogger().setLevel(logging.ERROR)  # ComfyUI logs every model load at INFO
+    import utils.install_util  # noqa: F401  (as main.py does: claims `utils` before comfy/utils.py can)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # before anything imports comfy.model_management
+    import comfy.model_management  # noqa: F401
+    import execution
+    import folder_paths
+    import nodes
+
+    work = Path(tempfile.mkdtemp(prefix="masactrl-comfy-"))
+    folder_paths.set_output_directory(str(work / "output"))
+    folder_paths.set_temp_directory(str(work / "temp"))
+    folder_paths.add_model_folder_path("checkpoints", str(work / "checkpoints"), is_default=True)
+    (work / "checkpoints").mkdir()
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if not asyncio.run(nodes.load_custom_node(str(pack_dir))):
+        raise RuntimeError(f"ComfyUI could not load the pack at {pack_dir}; see the log above.")
+    ns = SimpleNamespace(path=comfy_path, work=work, nodes=nodes, execution=execution,
+                         folder_paths=folder_paths, checkpoints={})
+    _STARTED["ns"] = ns
+    return ns
+
+
+def init_random_(module, seed: int):
+    """Seeded random weights that keep activations in range. comfy.ops layers skip torch's own init
+    (their parameters start as uninitialised memory), so every parameter is written here."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() > 1:  # linear, conv and embedding weights: variance 1/fan_in
+                p.copy_(torch.randn(p.shape, generator=generator) / p[0].numel() ** 0.5)
+            elif name.endswith("weight"):  # norm scales
+                p.fill_(1.0)
+            else:
+                p.zero_()
+    return module
+
+
+def build_sd15_model(unet: dict, device="cpu", dtype=None):
+    """A random-weight SD1.5 BaseModel made with ComfyUI's own classes (no file)."""
+    import torch
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15({**COMMON_UNET, **unet})
+    if dtype is not None:
+        config.set_inference_dtype(dtype, None)
+    model = config.get_model({}, device=device)
+    init_random_(model.diffusion_model, seed=0)
+    with torch.no_grad():  # real SD zero-initialises the last conv; keep random eps small and stable
+        model.diffusion_model.out[-1].weight.mul_(0.01)
+    return config, model
+
+
+def make_sd15_checkpoint(ns, unet: dict = SD15_SMALL_UNET, name="masactrl-test-sd15.safetensors"):
+    """Save a random-weight SD1.5 checkpoint into the in-process ComfyUI's checkpoints folder."""
+    if name in ns.checkpoints:
+        return name
+    save_sd15_checkpoint(ns.work / "checkpoints" / name, unet)
+    ns.checkpoints[name] = True
+    return name
+
+
+def save_sd15_checkpoint(path, unet: dict = SD15_SMALL_UNET):
+    """Save a random-weight SD1.5 checkpoint (UNet, CLIP-L, VAE) that CheckpointLoaderSimple loads.
+    Needs ComfyUI importable (e.g. after start_comfy); `path` may be anywhere."""
+    import torch
+    import comfy.sd1_clip
+    import comfy.utils
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    torch.manual_seed(0)
+    config, model = build_sd15_model(unet, dtype=torch.float16)
+    clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float16)
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
+    init_random_(clip, seed=1)
+    init_random_(vae, seed=2)
+    state = {}
+    state.update({"model.diffusion_model." + k: v for k, v in model.diffusion_model.state_dict().items()})
+    state.update(config.process_clip_state_dict_for_saving(clip.state_dict()))
+    state.update({"first_stage_model." + k: v for k, v in vae.state_dict().items()})
+    state = {k: v.to(torch.float16).contiguous() for k, v in state.items() if torch.is_floating_point(v)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    comfy.utils.save_torch_file(state, str(path))
+    return Path(path)
+
+
+def save_sd15_controlnet(path, unet: dict = SD15_SMALL_UNET):
+    """Save a random-weight SD1.5 ControlNet (comfy.cldm.cldm.ControlNet, 3-channel hint) matching the
+    UNet layout `unet`, in the original .pth layout (keys under `control_model.`) when `path` ends in
+    .pth, else as safetensors without prefix. ComfyUI's ControlNetLoader detects it from the weights."""
+    import torch
+    import comfy.cldm.cldm
+    import comfy.ops
+    import comfy.utils
+
+    config = {**COMMON_UNET, **unet}
+    config.pop("out_channels")
+    torch.manual_seed(0)
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, operations=comfy.ops.disable_weight_init, **config)
+    with torch.no_grad():
+        for module in net.modules():
+            if hasattr(module, "reset_parameters"):  # comfy.ops layers skip init
+                module.reset_parameters()
+        for p in net.parameters():  # keep the control residuals small, as a trained net's are
+            p.mul_(0.05)
+    state = {k: v.to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".pth":
+        torch.save({"control_model." + k: v for k, v in state.items()}, str(path))
+    else:
+        comfy.utils.save_torch_file(state, str(path))
+    return path
+
+
+class _Server:
+    """The few members PromptExecutor uses of PromptServer."""
+    client_id = None
+    last_node_id = None
+
+    def __init__(self):
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+def run_graph(ns, prompt: dict) -> dict:
+    """Validate and execute an API-format graph; returns {node_id: ui output}. Raises with ComfyUI's
+    own error message if validation or execution fails."""
+    prompt_id = str(uuid.uuid4())
+    valid = asyncio.run(ns.execution.validate_prompt(prompt_id, prompt, None))
+    if not valid[0]:
+        raise ValueError(f"ComfyUI rejected the graph: {valid[1]} {valid[3]}")
+    server = _Server()
+    executor = ns.execution.PromptExecutor(server)  # a new executor: no results cached between runs
+    executor.execute(prompt, prompt_id, {}, valid[2])
+    if not executor.success:
+        errors = [data for event, data in executor.status_messages if event == "execution_error"]
+        raise RuntimeError(f"ComfyUI execution failed: {errors}")
+    return executor.history_result["outputs"]
+
+
+# Headless chromium for driving the real front end (Debian's chromium; never `playwright install`).
+CHROMIUM_PATH = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+                  "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyServer:
+    """A real ComfyUI server in a subprocess, isolated under `base` (--base-directory): the pack is
+    symlinked into base/custom_nodes, models/input/output/user and the database live under base.
+    Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, comfy_path: Path, pack_dir: Path, base: Path, pack_name: str = "masactrl-suite",
+                 extra_args=(), python=sys.executable):
+        self.comfy_path, self.pack_dir, self.base = Path(comfy_path), Path(pack_dir), Path(base)
+        self.pack_name = pack_name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args, self.python = list(extra_args), python
+        self.proc = None
+        self.log_path = self.base / "server.log"
+
+    def start(self, timeout=120.0):
+        custom_nodes = self.base / "custom_nodes"
+        custom_nodes.mkdir(parents=True, exist_ok=True)
+        link = custom_nodes / self.pack_name
+        if not link.exists():
+            link.symlink_to(self.pack_dir, target_is_directory=True)
+        for sub in ("models/checkpoints", "models/controlnet", "input", "output"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--base-directory", str(self.base), "--database-url", f"sqlite:///{self.base / 'db.sqlite'}",
+               "--disable-api-nodes", "--disable-auto-launch", *self.extra_args]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=self.comfy_path, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} at start-up:\n{self.log_tail()}")
+            try:
+                self.get("/api/system_stats", timeout=2)
+                return self
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_tail(self, chars=4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def request(self, path, data=None, timeout=30, method=None):
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"} if body is not None else {})
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            raw = response.read()
+        return json.loads(raw) if raw.strip() else None
+
+    def get(self, path, timeout=30):
+        return self.request(path, timeout=timeout)
+
+    def post(self, path, data, timeout=30):
+        return self.request(path, data=data, timeout=timeout, method="POST")

@@ -1,0 +1,47 @@
+"""Shared test set-up: the pack importable as `masactrl_suite`, and the real ComfyUI, when present.
+
+ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI). Tests that need it take the `comfy` fixture
+and are skipped, with the reason printed in the summary (pytest -rs), where it is absent.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
+
+
+def _register_pack():
+    if "masactrl_suite" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("masactrl_suite", PACK_DIR / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_DIR)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["masactrl_suite"] = module
+    spec.loader.exec_module(module)
+
+
+_register_pack()
+
+
+def comfyui_missing_reason() -> str | None:
+    if not (COMFYUI_PATH / "comfy" / "model_management.py").is_file():
+        return (f"no ComfyUI checkout at {COMFYUI_PATH} (set COMFYUI_PATH to a ComfyUI checkout to run the "
+                "real-ComfyUI tests)")
+    return None
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """The real ComfyUI, imported in-process on the CPU, with this pack loaded as a custom node."""
+    reason = comfyui_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from comfy_harness import start_comfy
+
+    return start_comfy(COMFYUI_PATH, PACK_DIR)

@@ -1,0 +1,214 @@
+"""MasaCtrl in the real ComfyUI: random-weight SD1.5 checkpoints, ComfyUI's own loader, samplers and
+executor. Skipped, with the reason printed, where no ComfyUI checkout is found."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfy_harness import make_sd15_checkpoint, run_graph
+
+NODE, BATCH = "MasaCtrlMutualSelfAttention", "MasaCtrlBatchConditioning"
+DEFAULTS = dict(schedule_by="steps", start_step=4, end_step=-1, step_interval=1, start_percent=0.0,
+                end_percent=1.0, start_layer=10, end_layer=-1, encoder=True, middle=True, decoder=True,
+                source_indices="0")
+# The test checkpoint's UNet has 11 self-attention layers: decoder layers are 5-10.
+SCHEDULE = dict(start_step=2, start_layer=5)
+
+
+@pytest.fixture(scope="module")
+def sd15(comfy):
+    nodes = comfy.nodes
+    name = make_sd15_checkpoint(comfy)
+    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
+
+    def encode(text):
+        return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+    positive = nodes.NODE_CLASS_MAPPINGS[BATCH].execute(encode("a photo of a corgi"),
+                                                          encode("a photo of a corgi jumping")).result[0]
+    return SimpleNamespace(comfy=comfy, nodes=nodes, name=name, model=model, clip=clip, vae=vae,
+                           encode=encode, positive=positive, negative=encode(""))
+
+
+def masactrl(sd15, model=None, **inputs):
+    return sd15.nodes.NODE_CLASS_MAPPINGS[NODE].execute(model or sd15.model, **{**DEFAULTS, **inputs}).result[0]
+
+
+def sample(sd15, model, sampler="euler", steps=6, size=(64, 64), negative=None, denoise=1.0, last_step=None,
+           positive=None, batch=2, seed=3):
+    latent = {"samples": torch.zeros(batch, 4, size[1] // 8, size[0] // 8)}
+    out = sd15.nodes.common_ksampler(model, seed, steps, 6.0, sampler, "normal", positive or sd15.positive,
+                                     negative or sd15.negative, latent, denoise=denoise, last_step=last_step)
+    return out[0]["samples"]
+
+
+def reference_masactrl(model, start_step, start_layer):
+    """An independent statement of MasaCtrl in ComfyUI, through a different hook (attn1_patch, before
+    the projections) and ComfyUI's own attention: in active steps and layers, each image's self-attention
+    context is the source image's hidden states, per cond/uncond chunk. For this UNet (one transformer
+    per site) ComfyUI's transformer_index is MasaCtrl's layer number."""
+    def patch(n, context, value, extra_options):
+        sigmas, sigma = extra_options["sample_sigmas"], float(extra_options["sigmas"][0])
+        exact = torch.isclose(sigmas, torch.tensor(sigma), rtol=1e-4).nonzero()
+        step = int(exact[0]) if len(exact) else int((sigmas > sigma).sum()) - 1
+        if step < start_step or extra_options["transformer_index"] < start_layer:
+            return n, context, value
+        chunks = len(extra_options["cond_or_uncond"])
+        per = n.shape[0] // chunks
+        source = n.view(chunks, per, *n.shape[1:])[:, :1].expand(-1, per, -1, -1).reshape(n.shape)
+        return n, source, source
+
+    m = model.clone()
+    m.set_model_attn1_patch(patch)
+    return m
+
+
+@pytest.mark.parametrize("sampler,kwargs", [("euler", {}), ("dpmpp_2m", {}), ("heun", {}),
+                                            ("euler", {"denoise": 0.6}), ("euler", {"last_step": 4}),
+                                            ("euler", {"size": (64, 96)}), ("euler", {"size": (112, 48)})])
+def test_node_is_the_published_algorithm(sd15, sampler, kwargs):
+    plain = sample(sd15, sd15.model, sampler, **kwargs)
+    ours = sample(sd15, masactrl(sd15, **SCHEDULE), sampler, **kwargs)
+    reference = sample(sd15, reference_masactrl(sd15.model, 2, 5), sampler, **kwargs)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+    assert (ours[1] - plain[1]).abs().max() > 1e-2, "MasaCtrl did not change the target"
+    torch.testing.assert_close(ours[0], plain[0], rtol=0, atol=1e-4)  # the source follows its own path
+
+
+def record_cond_or_uncond(model):
+    """Wrap the installed patches to see how ComfyUI batched cond and uncond in each call."""
+    seen, m = [], model.clone()
+    for site, attn1 in model.model_options["transformer_options"]["patches_replace"]["attn1"].items():
+        def recorder(q, k, v, extra_options, attn1=attn1):
+            seen.append(tuple(extra_options["cond_or_uncond"]))
+            return attn1(q, k, v, extra_options)
+        m.set_model_attn1_replace(recorder, *site)
+    return m, seen
+
+
+def test_same_result_when_comfyui_runs_cond_and_uncond_apart_or_together(sd15):
+    # A negative prompt repeated 5x along its tokens is the same prompt to cross-attention, but ComfyUI
+    # cannot batch it with the 77-token positive (lengths differ > 4x), so it runs cond and uncond apart.
+    concat = sd15.nodes.ConditioningConcat()
+    long_negative = sd15.negative
+    for _ in range(4):
+        long_negative = concat.concat(long_negative, sd15.negative)[0]
+    patched, seen = record_cond_or_uncond(masactrl(sd15, **SCHEDULE))
+    together = sample(sd15, patched)
+    assert set(seen) == {(1, 0)}
+    seen.clear()
+    apart = sample(sd15, patched, negative=long_negative)
+    assert set(seen) == {(0,), (1,)}
+    torch.testing.assert_close(apart, together, rtol=0, atol=1e-4)
+
+
+def test_input_model_is_never_mutated_and_no_state_leaks(sd15):
+    before_options = repr(sd15.model.model_options)
+    plain_before = sample(sd15, sd15.model)
+    patched = masactrl(sd15, **SCHEDULE)
+    first = sample(sd15, patched)
+    other_size = sample(sd15, patched, size=(64, 96), batch=3)  # another run of the same patched model
+    assert other_size.shape[0] == 3
+    assert torch.equal(sample(sd15, patched), first)
+    assert torch.equal(sample(sd15, sd15.model), plain_before)
+    assert repr(sd15.model.model_options) == before_options
+
+
+def test_start_step_past_the_last_step_equals_plain_sampling(sd15):
+    plain = sample(sd15, sd15.model)
+    assert torch.equal(sample(sd15, masactrl(sd15, start_step=6, start_layer=0)), plain)
+
+
+def test_percent_schedule(sd15):
+    everywhere = sample(sd15, masactrl(sd15, start_step=0, start_layer=5))
+    by_percent = sample(sd15, masactrl(sd15, schedule_by="percent", start_percent=0.0, end_percent=1.0,
+                                       start_layer=5))
+    assert torch.equal(by_percent, everywhere)
+    never = masactrl(sd15, schedule_by="percent", start_percent=0.0, end_percent=0.0, start_layer=5)
+    assert torch.equal(sample(sd15, never), sample(sd15, sd15.model))
+
+
+def test_layer_map_read_from_real_sd15_and_sdxl_unets(comfy):
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from masactrl_suite.attention import SD1_LAYERS, SDXL_LAYERS
+    from masactrl_suite.attention.comfyui_adapter import layer_map_of
+
+    from comfy_harness import COMMON_UNET, SD15_FULL_UNET
+
+    sdxl = dict(COMMON_UNET, model_channels=320, in_channels=4, out_channels=4, num_res_blocks=[2, 2, 2],
+                channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_middle=10,
+                transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], context_dim=2048, num_head_channels=64,
+                num_heads=-1, use_linear_in_transformer=True, adm_in_channels=2816, num_classes="sequential")
+    for config, expected in ((dict(COMMON_UNET, **SD15_FULL_UNET), SD1_LAYERS), (sdxl, SDXL_LAYERS)):
+        with torch.device("meta"):
+            unet = UNetModel(**config, device="meta")
+        assert layer_map_of(unet) == expected
+
+
+def test_model_without_unet_is_refused_with_a_clear_error(comfy):
+    from comfy.model_patcher import ModelPatcher
+    from comfy.supported_models import AuraFlow
+
+    config = AuraFlow(dict(dim=64, n_layers=2, n_double_layers=1, n_heads=2,
+                                                  global_conddim=64, cond_seq_dim=32, max_seq=64))
+    dit = ModelPatcher(config.get_model({}), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="MasaCtrl patches UNet models.*MMDiT"):
+        comfy.nodes.NODE_CLASS_MAPPINGS[NODE].execute(dit, **DEFAULTS)
+    assert "patches_replace" not in dit.model_options.get("transformer_options", {})
+
+
+# --- whole graphs through ComfyUI's validator and executor --------------------------------------
+
+def graph(ckpt, masactrl_inputs=({},), batch=2, size=(64, 64), steps=4, sampler="euler"):
+    """CheckpointLoaderSimple -> two CLIPTextEncode -> batch -> [MasaCtrl ->] KSampler -> VAEDecode -> SaveImage,
+    one MasaCtrl/KSampler/Save branch per entry of masactrl_inputs (None: no MasaCtrl)."""
+    g = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+         "src": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a corgi", "clip": ["ckpt", 1]}},
+         "tgt": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a corgi jumping", "clip": ["ckpt", 1]}},
+         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
+         "pos": {"class_type": BATCH, "inputs": {"source": ["src", 0], "target": ["tgt", 0]}},
+         "latent": {"class_type": "EmptyLatentImage",
+                    "inputs": {"width": size[0], "height": size[1], "batch_size": batch}}}
+    for i, inputs in enumerate(masactrl_inputs):
+        model = ["ckpt", 0]
+        if inputs is not None:
+            g[f"masactrl{i}"] = {"class_type": NODE, "inputs": {**DEFAULTS, **inputs, "model": ["ckpt", 0]}}
+            model = [f"masactrl{i}", 0]
+        g[f"sampler{i}"] = {"class_type": "KSampler", "inputs": {
+            "model": model, "seed": 7, "steps": steps, "cfg": 6.0, "sampler_name": sampler, "scheduler": "normal",
+            "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0], "denoise": 1.0}}
+        g[f"decode{i}"] = {"class_type": "VAEDecode", "inputs": {"samples": [f"sampler{i}", 0], "vae": ["ckpt", 2]}}
+        g[f"save{i}"] = {"class_type": "SaveImage",
+                         "inputs": {"images": [f"decode{i}", 0], "filename_prefix": f"masactrl_test_{i}"}}
+    return g
+
+
+def saved_images(comfy, outputs, node):
+    return [np.asarray(Image.open(comfy.folder_paths.get_output_directory() + "/" + img["filename"]))
+            for img in outputs[node]["images"]]
+
+
+def test_graph_runs_end_to_end_and_schedules_do_not_interfere(sd15):
+    comfy = sd15.comfy
+    a, b = dict(SCHEDULE), dict(start_step=1, start_layer=7)
+    together = run_graph(comfy, graph(sd15.name, (a, b, None)))
+    alone_a = run_graph(comfy, graph(sd15.name, (a,)))
+    alone_b = run_graph(comfy, graph(sd15.name, (b,)))
+    images = {k: saved_images(comfy, together, f"save{k}") for k in range(3)}
+    assert len(images[0]) == 2 and images[0][0].shape == (64, 64, 3)
+    assert all(np.array_equal(x, y) for x, y in zip(images[0], saved_images(comfy, alone_a, "save0")))
+    assert all(np.array_equal(x, y) for x, y in zip(images[1], saved_images(comfy, alone_b, "save0")))
+    assert not np.array_equal(images[0][1], images[2][1]), "MasaCtrl did not change the target image"
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "heun"])
+def test_graph_with_each_sampler_and_a_non_square_latent(sd15, sampler):
+    outputs = run_graph(sd15.comfy, graph(sd15.name, (SCHEDULE,), size=(96, 64), sampler=sampler))
+    assert [img.shape for img in saved_images(sd15.comfy, outputs, "save0")] == [(64, 96, 3)] * 2
+
+
+def test_graph_with_a_single_image_batch_fails_with_the_fix(sd15):
+    with pytest.raises(RuntimeError, match="at least one target.*batch_size 2"):
+        run_graph(sd15.comfy, graph(sd15.name, (SCHEDULE,), batch=1))
