@@ -31,6 +31,14 @@ def _self_attention_modules(unet):
     return found
 
 
+def _step_boundaries(timesteps) -> torch.Tensor:
+    """step_index reads a sigma-style schedule: one entry per step plus the end (ComfyUI's sigmas end
+    in 0). A scheduler's timesteps have one entry per step only, so close the list with a value below
+    the last; without it the final step is counted as the one before it."""
+    t = torch.as_tensor(timesteps).detach().float().flatten().cpu()
+    return torch.cat([t, t[-1:] - 1])
+
+
 @dataclass
 class _CallState:
     """What the current UNet call was told; written by the pre-hook, read by the processors."""
@@ -88,18 +96,22 @@ def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAtte
     if pipe is None and (timesteps is None or chunks is None):
         raise ValueError("attach_masactrl on a bare UNet needs timesteps= (the sampling schedule) and "
                          "chunks= (2 with classifier-free guidance, else 1).")
+    if schedule.sigma_range is not None:
+        raise ValueError("attach_masactrl locates steps by timestep; a sigma_range (ComfyUI's percents) would "
+                         "be compared with timesteps. Use start_step/end_step instead.")
     modules = _self_attention_modules(unet)
     control = MutualSelfAttentionControl(schedule, layout, UNetLayerMap(tuple(site for site, _ in modules)))
     state = _CallState()
+    bare_unet_steps = None if pipe is not None else _step_boundaries(timesteps)
 
     def before_unet(module, args, kwargs):
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         state.timestep = float(torch.as_tensor(t).flatten()[0])
         if pipe is not None:
-            state.timesteps = pipe.scheduler.timesteps
+            state.timesteps = _step_boundaries(pipe.scheduler.timesteps)
             state.chunks = 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1
         else:
-            state.timesteps, state.chunks = torch.as_tensor(timesteps), chunks
+            state.timesteps, state.chunks = bare_unet_steps, chunks
 
     handle = MasaCtrlHandle(unet)
     handle.hook = unet.register_forward_pre_hook(before_unet, with_kwargs=True)

@@ -1,7 +1,7 @@
 """The MasaCtrl node: MODEL in, a clone with mutual self-attention patched in out."""
 from __future__ import annotations
 
-from comfy.ldm.modules.attention import optimized_attention
+import comfy.ldm.modules.attention as comfy_attention
 from comfy_api.latest import io
 
 from ..attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
@@ -65,4 +65,5 @@ class MasaCtrl(io.ComfyNode):
                                            parts, sigma_range)
         layer_map = layer_map_of(model.get_model_object("diffusion_model"))
         control = MutualSelfAttentionControl(schedule, BatchLayout.parse(source_indices), layer_map)
-        return io.NodeOutput(patch_model(model.clone(), control, optimized_attention))
+        # ComfyUI's own attention (whichever backend it chose) runs the steps MasaCtrl leaves alone.
+        return io.NodeOutput(patch_model(model.clone(), control, comfy_attention.optimized_attention))

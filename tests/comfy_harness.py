@@ -3,9 +3,11 @@ API-format graphs through ComfyUI's own validator and executor. Used by tests an
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,6 +54,7 @@ def start_comfy(comfy_path: Path, pack_dir: Path):
     import nodes
 
     work = Path(tempfile.mkdtemp(prefix="masactrl-comfy-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # test checkpoints are ~700 MB
     folder_paths.set_output_directory(str(work / "output"))
     folder_paths.set_temp_directory(str(work / "temp"))
     folder_paths.add_model_folder_path("checkpoints", str(work / "checkpoints"), is_default=True)
@@ -275,8 +278,11 @@ class ComfyServer:
         body = None if data is None else json.dumps(data).encode()
         req = urllib.request.Request(self.url + path, data=body, method=method,
                                      headers={"Content-Type": "application/json"} if body is not None else {})
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            raw = response.read()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:  # ComfyUI explains a rejected prompt in the body
+            raise RuntimeError(f"{method or 'GET'} {path}: HTTP {error.code}: {error.read()[:4000]!r}") from None
         return json.loads(raw) if raw.strip() else None
 
     def get(self, path, timeout=30):

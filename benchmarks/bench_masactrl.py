@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""What MasaCtrl costs inside ComfyUI's real sampler, on the full SD1.5 UNet layout (random weights).
+
+Samples the SAME batch (2 latents = source + target, CFG so the UNet sees 4 rows, euler) with
+  (a) the unpatched model, (b) MasaCtrl's default schedule (start_step 4, start_layer 10),
+  (c) MasaCtrl on all 16 self-attention layers from step 0,
+and reports seconds per step and peak memory, absolute and as ratios vs (a), from one run.
+
+  python benchmarks/bench_masactrl.py --out benchmarks/RESULTS.md          # the full measurement
+  python benchmarks/bench_masactrl.py --resolution 64 --steps 2 --repeats 1 --threads 1   # quick check
+
+ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
+CONFIGS = {"a": "unpatched", "b": "MasaCtrl default (step 4+, layers 10-15)", "c": "MasaCtrl all layers, step 0+"}
+CFG = 7.5  # anything but 1.0: at cfg 1 ComfyUI skips the uncond pass and the UNet would see 2 rows, not 4
+
+
+def parse_args(argv=None):
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resolution", type=int, help="image size in px (latent = /8); default 512 on cuda, 256 on cpu")
+    p.add_argument("--steps", type=int, default=8, help="timed sampling steps per run (>4 so (b) gets active steps)")
+    p.add_argument("--warmup-steps", type=int, default=1, help="untimed run of this many steps per config first")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds a,b,c; the median per config is kept")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="UNet dtype; default fp16 on cuda, fp32 on cpu")
+    p.add_argument("--pytorch-attention", action="store_true",
+                   help="ComfyUI's --use-pytorch-cross-attention: unpatched layers use torch SDPA like MasaCtrl's "
+                        "(the CUDA default; on CPU ComfyUI otherwise uses its sub-quadratic attention)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    p.add_argument("--mem-child", choices=list(CONFIGS), help=argparse.SUPPRESS)  # internal: one CPU memory run
+    args = p.parse_args(argv)
+    args.resolution = args.resolution or (512 if args.device == "cuda" else 256)
+    args.dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
+    return args
+
+
+def setup(args):
+    """Import ComfyUI and the pack; build the model, its three patched/unpatched clones and the batch."""
+    if not (COMFYUI_PATH / "comfy" / "model_management.py").is_file():
+        sys.exit(f"error: no ComfyUI checkout at {COMFYUI_PATH}; set COMFYUI_PATH to a ComfyUI checkout.")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(COMFYUI_PATH))
+    sys.path.insert(0, str(PACK_DIR / "tests"))  # comfy_harness: the random-weight SD1.5 builder the tests use
+    # The pack under a fixed name, whatever its folder is called (as tests/conftest.py does).
+    spec = importlib.util.spec_from_file_location("masactrl_suite", PACK_DIR / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_DIR)])
+    sys.modules["masactrl_suite"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["masactrl_suite"])
+    logging.getLogger().setLevel(logging.ERROR)  # ComfyUI logs every model load at INFO
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = args.device == "cpu"  # must be set before comfy.model_management is imported
+    comfy.cli_args.args.use_pytorch_cross_attention = args.pytorch_attention
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sample
+    from comfy.ldm.modules.attention import optimized_attention
+    from comfy_harness import SD15_FULL_UNET, build_sd15_model
+    from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
+    from masactrl_suite.attention.comfyui_adapter import layer_map_of, patch_model
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    _, base = build_sd15_model(SD15_FULL_UNET, dtype=dtype)
+    model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
+                                             offload_device=mm.unet_offload_device())
+    layer_map = layer_map_of(model.get_model_object("diffusion_model"))
+
+    def masactrl(schedule):  # exactly what the MasaCtrl node does (nodes/masactrl.py)
+        control = MutualSelfAttentionControl(schedule, BatchLayout.parse("0"), layer_map)
+        return patch_model(model.clone(), control, optimized_attention)
+
+    models = {"a": model.clone(), "b": masactrl(MutualAttentionSchedule()),
+              "c": masactrl(MutualAttentionSchedule(start_step=0, start_layer=0))}
+    g = torch.Generator().manual_seed(args.seed)
+    latent = torch.zeros(2, 4, args.resolution // 8, args.resolution // 8)
+    noise = torch.randn(latent.shape, generator=g)
+    positive = [[torch.randn(2, 77, 768, generator=g), {}]]  # two prompts: source, target
+    negative = [[torch.randn(1, 77, 768, generator=g), {}]]  # one, repeated by ComfyUI
+
+    def sample(key, steps):
+        return comfy.sample.sample(models[key], noise, steps, CFG, "euler", "normal", positive, negative, latent,
+                                   disable_pbar=True, seed=args.seed)
+    return torch, models, sample, optimized_attention.__name__
+
+
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def cpu_mem_child(args):
+    """One config in a fresh process, so no config sees another's freed-but-kept heap: peak RSS growth of
+    one sampling run over the RSS with the model built, via VmHWM reset by /proc/self/clear_refs."""
+    sample = setup(args)[2]
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM (peak RSS) to the current RSS, so the model build's peak is not counted
+    before = status_kib("VmRSS")
+    sample(args.mem_child, args.steps)
+    print(json.dumps({"growth_mib": (status_kib("VmHWM") - before) / 1024, "rss_mib": before / 1024}))
+
+
+def cpu_mem(args, key):
+    opts = ["--device", "cpu", "--resolution", args.resolution, "--steps", args.steps, "--threads", args.threads,
+            "--dtype", args.dtype, "--seed", args.seed, "--mem-child", key]
+    opts += ["--pytorch-attention"] if args.pytorch_attention else []
+    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"memory run for ({key}) failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ratio(x, base):
+    return f"{x / base:.2f}x" if base > 0 else "n/a"
+
+
+def main():
+    args = parse_args()
+    if args.mem_child:
+        return cpu_mem_child(args)
+    torch, models, sample, attention = setup(args)
+    cuda = args.device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.resolution} px "
+          f"(latent {args.resolution // 8}), {args.dtype}, {args.steps} steps x {args.repeats} rounds, "
+          f"ComfyUI attention {attention}, load avg {os.getloadavg()[0]:.2f}", flush=True)
+    n_patched = {k: len(m.model_options["transformer_options"].get("patches_replace", {}).get("attn1", {}))
+                 for k, m in models.items()}
+    for key in models:  # first-call costs (allocator, kernel selection) stay out of the timings
+        if args.warmup_steps:
+            sample(key, args.warmup_steps)
+    times, peaks, outs, resident = {k: [] for k in models}, {k: 0.0 for k in models}, {}, 0.0
+    for r in range(args.repeats):  # interleaved, so slow drifts of a shared machine hit every config alike
+        for key in models:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                before = resident = torch.cuda.memory_allocated() / 2**20
+            sync()
+            t = time.perf_counter()
+            outs.setdefault(key, sample(key, args.steps))
+            sync()
+            times[key].append((time.perf_counter() - t) / args.steps)
+            if cuda:
+                peaks[key] = max(peaks[key], torch.cuda.max_memory_allocated() / 2**20 - before)
+        print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"({k}) {times[k][-1]:.3f} s/step" for k in models),
+              flush=True)
+    if cuda:
+        mem_note = ("peak memory = torch.cuda.max_memory_allocated() during sampling minus allocated before "
+                    "(weights loaded), max over rounds, reset per run")
+    else:
+        runs = {k: cpu_mem(args, k) for k in CONFIGS}
+        peaks, resident = {k: r["growth_mib"] for k, r in runs.items()}, runs["a"]["rss_mib"]
+        mem_note = ("peak memory = peak RSS growth (VmHWM, reset via /proc/self/clear_refs) over the RSS with "
+                    "the model built, one sampling run per config, each in a fresh subprocess")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    lines = [f"MasaCtrl cost, full SD1.5 UNet layout (random weights), ComfyUI sampler: {args.device}, "
+             f"{torch.get_num_threads()} torch threads, {args.resolution} px (latent {args.resolution // 8}), "
+             f"{args.dtype}, batch 2 + CFG (4 UNet rows), euler, {args.steps} steps, median of {args.repeats} "
+             f"interleaved runs, ComfyUI attention (unpatched layers) {attention}, "
+             f"load avg {os.getloadavg()[0]:.2f} at the end.", "",
+             "| config | attn1 layers patched | max abs out diff vs (a) | s/step | vs (a) | peak mem (MiB) | vs (a) |",
+             "|---|---|---|---|---|---|---|"]
+    for k, name in CONFIGS.items():
+        differs = f"{(outs[k] - outs['a']).abs().max().item():.3g}"
+        lines.append(f"| ({k}) {name} | {n_patched[k]} | {differs} | {med[k]:.3f} | {ratio(med[k], med['a'])} "
+                     f"| {peaks[k]:.0f} | {ratio(peaks[k], peaks['a'])} |")
+    lines += ["", f"s/step = wall time of comfy.sample.sample / steps. {mem_note}; resident before sampling "
+              f"(model): {resident:.0f} MiB. The output diff shows the patch acted (none in (b) with <= 4 steps)."]
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.out:
+        args.out.write_text(table + "\n")
+        print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""(Re)generate example_workflows/*.json in ComfyUI's UI format, exactly as the browser's Export writes it.
+
+The graphs are built inside the real ComfyUI front end (LiteGraph.createNode, node.connect), then
+exported the way the "Export" menu does: `app.graphToPrompt()`, the view (`extra.ds`) added, and
+`JSON.stringify(workflow, null, 2)` run INSIDE the page, so no `undefined` is turned into `null` on
+the way out (the front end rejects such files with a zod-schema alert on every load).
+
+    python scripts/export_example_workflows.py            # needs ComfyUI at $COMFYUI_PATH (~/ComfyUI)
+
+Needs Debian's chromium (/usr/bin/chromium) and `pip install playwright` (never `playwright install`).
+The server runs isolated under a temporary --base-directory with this pack symlinked into its
+custom_nodes; nothing is written into the ComfyUI checkout.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PACK_DIR / "tests"))
+
+from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
+
+OUT_DIR = PACK_DIR / "example_workflows"
+CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
+CONTROLNET = "control_v11p_sd15_openpose.pth"
+SOURCE_POSE = "masactrl_source_pose.png"
+TARGET_POSE = "masactrl_target_pose.png"
+SOURCE_PROMPT = "a photo of a corgi"
+TARGET_PROMPT = "a photo of a corgi jumping"
+
+# Columns of the left-to-right layout.
+C0, C1, C2, C3, C4, C5, C6 = 0, 420, 880, 1200, 1560, 1920, 2180
+POSITIVE = {"color": "#232", "bgcolor": "#353"}  # the colours ComfyUI's default workflow gives prompts
+NEGATIVE = {"color": "#322", "bgcolor": "#533"}
+NOTE = {"color": "#432", "bgcolor": "#653"}
+
+NOTE_SYNTHESIS = f"""MasaCtrl: consistent synthesis (Cao et al., ICCV 2023)
+
+One batch of two images: image 0 is the source ("{SOURCE_PROMPT}"), image 1 the target ("{TARGET_PROMPT}").
+
+- Batch Conditioning (MasaCtrl) stacks the two prompts along the batch.
+- Latent Batch Seed Behavior = fixed starts both images from the same noise.
+- MasaCtrl: from step 4 on, the target's self-attention in the decoder (layers 10-15) reads keys and values from the source, so the target keeps the source's corgi (identity, fur, colours) while its own prompt changes the action.
+
+Paper settings: any SD1.5 checkpoint, DDIM 50 steps, CFG 7.5. Change the seed to get another pair."""
+
+NOTE_POSE = f"""MasaCtrl + ControlNet OpenPose: same subject, new pose
+
+As the consistent-synthesis example (image 0 = source, image 1 = target, same noise, MasaCtrl from step 4), plus pose control:
+
+- Put two OpenPose skeleton images in ComfyUI/input: {SOURCE_POSE} (source pose) and {TARGET_POSE} (target pose), the same size as the output.
+- Image Batch stacks them, so ControlNet hint 0 guides image 0 and hint 1 guides image 1.
+- Apply ControlNet works on the batched positive and on the negative; model: {CONTROLNET} in models/controlnet.
+
+MasaCtrl keeps the target's look consistent with the source while ControlNet moves it into the target pose."""
+
+
+def _node(key, type_, pos, widgets=None, title=None, size=None, **extra):
+    return {"key": key, "type": type_, "pos": pos, "widgets": widgets or {}, "title": title, "size": size, **extra}
+
+
+def consistent_synthesis(pose=False):
+    """The node and link list of one example; `pose` adds the ControlNet OpenPose branch."""
+    sampler_x, decode_x, save_x = (C4, C5, C6) if pose else (C3, C4, C5)
+    nodes = [
+        _node("note", "Note", [C0, 0], {"text": NOTE_POSE if pose else NOTE_SYNTHESIS}, "About this workflow",
+              [380, 300], **NOTE),
+        _node("ckpt", "CheckpointLoaderSimple", [C0, 340], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        _node("latent", "EmptyLatentImage", [C0, 910], {"width": 512, "height": 512, "batch_size": 2}),
+        _node("source", "CLIPTextEncode", [C1, 340], {"text": SOURCE_PROMPT}, "Source prompt (image 0)",
+              [400, 150], **POSITIVE),
+        _node("target", "CLIPTextEncode", [C1, 530], {"text": TARGET_PROMPT}, "Target prompt (image 1)",
+              [400, 150], **POSITIVE),
+        _node("negative", "CLIPTextEncode", [C1, 720], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
+        _node("seed_behavior", "LatentBatchSeedBehavior", [C1, 910], {"seed_behavior": "fixed"},
+              "Same noise for source and target"),
+        _node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
+        _node("batch", "MasaCtrlBatchConditioning", [C2, 470], size=[260, 46]),
+        _node("sampler", "KSampler", [sampler_x, 340],
+              {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5, "sampler_name": "ddim",
+               "scheduler": "ddim_uniform", "denoise": 1.0}),
+        _node("decode", "VAEDecode", [decode_x, 340]),
+        _node("save", "SaveImage", [save_x, 340], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+    ]
+    links = [
+        ("ckpt", "MODEL", "masactrl", "model"),
+        ("ckpt", "CLIP", "source", "clip"),
+        ("ckpt", "CLIP", "target", "clip"),
+        ("ckpt", "CLIP", "negative", "clip"),
+        ("source", "CONDITIONING", "batch", "source"),
+        ("target", "CONDITIONING", "batch", "target"),
+        ("latent", "LATENT", "seed_behavior", "samples"),
+        ("masactrl", "MODEL", "sampler", "model"),
+        ("seed_behavior", "LATENT", "sampler", "latent_image"),
+        ("sampler", "LATENT", "decode", "samples"),
+        ("ckpt", "VAE", "decode", "vae"),
+        ("decode", "IMAGE", "save", "images"),
+    ]
+    if not pose:
+        links += [("batch", "CONDITIONING", "sampler", "positive"), ("negative", "CONDITIONING", "sampler", "negative")]
+        return {"nodes": nodes, "links": links}
+    nodes += [
+        _node("controlnet", "ControlNetLoader", [C2, 860], {"control_net_name": CONTROLNET}, size=[315, 58]),
+        _node("source_pose", "LoadImage", [C0, 1080], {"image": SOURCE_POSE}, "Source pose (image 0)",
+              [315, 314]),
+        _node("target_pose", "LoadImage", [C1, 1080], {"image": TARGET_POSE}, "Target pose (image 1)",
+              [315, 314]),
+        _node("poses", "ImageBatch", [C2, 1080], title="Pose batch: source, target"),
+        _node("apply", "ControlNetApplyAdvanced", [C3, 470],
+              {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+    ]
+    links += [
+        ("source_pose", "IMAGE", "poses", "image1"),
+        ("target_pose", "IMAGE", "poses", "image2"),
+        ("batch", "CONDITIONING", "apply", "positive"),
+        ("negative", "CONDITIONING", "apply", "negative"),
+        ("controlnet", "CONTROL_NET", "apply", "control_net"),
+        ("poses", "IMAGE", "apply", "image"),
+        ("apply", "positive", "sampler", "positive"),
+        ("apply", "negative", "sampler", "negative"),
+    ]
+    return {"nodes": nodes, "links": links}
+
+
+WORKFLOWS = {
+    "masactrl_consistent_synthesis": lambda: consistent_synthesis(pose=False),
+    "masactrl_pose_controlnet": lambda: consistent_synthesis(pose=True),
+}
+
+# Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.
+BUILD_AND_EXPORT_JS = """
+async (spec) => {
+  await app.loadGraphData(window.comfyAPI.defaultGraph.blankGraph);  // what "New" does in the UI
+  const graph = app.graph;
+  const byKey = {};
+  for (const n of spec.nodes) {
+    const node = LiteGraph.createNode(n.type);
+    if (!node) throw new Error(`node type ${n.type} is not registered`);
+    graph.add(node);
+    node.pos = n.pos;
+    if (n.title) node.title = n.title;
+    for (const [name, value] of Object.entries(n.widgets)) {
+      const widget = (node.widgets ?? []).find((w) => w.name === name);
+      if (!widget) throw new Error(`${n.type} has no widget ${name}`);
+      widget.value = value;
+    }
+    const auto = node.computeSize();
+    node.setSize(n.size ?? [Math.ceil(Math.max(node.size[0], auto[0])), Math.ceil(Math.max(node.size[1], auto[1]))]);
+    if (n.color) node.color = n.color;
+    if (n.bgcolor) node.bgcolor = n.bgcolor;
+    byKey[n.key] = node;
+  }
+  for (const [from, output, to, input] of spec.links) {
+    const src = byKey[from], dst = byKey[to];
+    const o = src.findOutputSlot(output), i = dst.findInputSlot(input);
+    if (o < 0 || i < 0) throw new Error(`no slot ${from}.${output} -> ${to}.${input}`);
+    if (!src.connect(o, dst, i)) throw new Error(`could not link ${from}.${output} -> ${to}.${input}`);
+  }
+  // Open the file with the whole graph in view on a 1920x1080 screen (canvas about 1800x900).
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const node of graph.nodes) {
+    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
+    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
+  }
+  const scale = Math.round(Math.min(1800 / (x1 - x0 + 100), 900 / (y1 - y0 + 100)) * 1000) / 1000;
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [Math.round(-x0 + 50 / scale), Math.round(-y0 + 50 / scale)];
+  graph.setDirtyCanvas(true, true);
+  // = workflowService.exportWorkflow(filename, "workflow") of the Export menu.
+  const p = await app.graphToPrompt();
+  p.workflow.extra ??= {};
+  p.workflow.extra.ds = { scale: app.canvas.ds.scale, offset: [...app.canvas.ds.offset] };
+  return JSON.stringify(p.workflow, null, 2);
+}
+"""
+
+
+def _placeholder_inputs(base: Path):
+    """Empty model files and small images under the names the workflows pick, so the combos offer them."""
+    from PIL import Image
+
+    for folder in ("models/checkpoints", "models/controlnet", "input"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    (base / "models" / "checkpoints" / CHECKPOINT).touch()
+    (base / "models" / "controlnet" / CONTROLNET).touch()
+
+    for name in (SOURCE_POSE, TARGET_POSE):
+        Image.new("RGB", (64, 64)).save(base / "input" / name)
+
+
+def open_comfy_page(playwright, server):
+    """Headless chromium on the server's front end, canvas ready; returns (browser, page, page_errors)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(server.url)
+    page.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
+                           " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
+                           timeout=90_000)
+    return browser, page, errors
+
+
+def export_all(comfy_path: Path, out_dir: Path = OUT_DIR, names=None) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="masactrl-export-") as tmp:
+        base = Path(tmp)
+        _placeholder_inputs(base)
+        with ComfyServer(comfy_path, PACK_DIR, base) as server:
+            server.post("/settings/Comfy.TutorialCompleted", True)
+            with sync_playwright() as playwright:
+                browser, page, _ = open_comfy_page(playwright, server)
+                try:
+                    for name in names or WORKFLOWS:
+                        text = page.evaluate(BUILD_AND_EXPORT_JS, WORKFLOWS[name]())
+                        path = out_dir / f"{name}.json"
+                        path.write_text(text + "\n")
+                        written.append(path)
+                        print(f"wrote {path}")
+                finally:
+                    browser.close()
+    return written
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comfyui", type=Path,
+                        default=Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser(),
+                        help="ComfyUI checkout (default: $COMFYUI_PATH or ~/ComfyUI)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default: example_workflows/)")
+    parser.add_argument("names", nargs="*", help=f"workflows to write (default: all of {', '.join(WORKFLOWS)})")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(WORKFLOWS)
+    if unknown:
+        parser.error(f"unknown workflow(s) {sorted(unknown)}; choose from {list(WORKFLOWS)}")
+    if not (args.comfyui / "main.py").is_file():
+        sys.exit(f"no ComfyUI checkout at {args.comfyui}; pass --comfyui or set COMFYUI_PATH")
+    export_all(args.comfyui, args.out, args.names or None)
+
+
+if __name__ == "__main__":
+    main()

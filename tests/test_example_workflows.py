@@ -1,0 +1,471 @@
+"""The example workflows (example_workflows/*.json): well-formed UI-format files that a real ComfyUI
+lists as this pack's templates, loads in its front end without missing nodes, and runs.
+
+The first group needs nothing but the files. The second starts a real ComfyUI server (subprocess,
+isolated under a temporary --base-directory) with random-weight SD1.5 models saved under the names
+the workflows use, opens its front end in headless chromium, loads each template the way the
+Templates dialog does, converts it with app.graphToPrompt() and runs it shrunk to 64 px and 2 steps.
+It is skipped, with the reason, without ComfyUI ($COMFYUI_PATH, default ~/ComfyUI), /usr/bin/chromium
+or the playwright package. Regenerate the files with scripts/export_example_workflows.py.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import COMFYUI_PATH, PACK_DIR, comfyui_missing_reason
+
+WORKFLOW_DIR = PACK_DIR / "example_workflows"
+WORKFLOW_FILES = sorted(WORKFLOW_DIR.glob("*.json"))
+# name -> whether it is the ControlNet pose variant; every file must be listed here and vice versa.
+EXPECTED = {"masactrl_consistent_synthesis": False, "masactrl_pose_controlnet": True}
+SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
+# The folder the pack is cloned into; the server lists the templates under this name.
+PACK_FOLDER = "comfyui-masactrl-suite"
+
+# Nodes that exist only in the front end (the server never sees them).
+FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+# Core ComfyUI nodes an example may use. Checked against the real server's /object_info below.
+CORE_NODES = {
+    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "LatentBatchSeedBehavior", "KSampler",
+    "KSamplerAdvanced", "VAEDecode", "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "ImageBatch",
+    "ImageScale", "ControlNetLoader", "ControlNetApplyAdvanced", "ConditioningCombine", "LatentFromBatch",
+    "RepeatLatentBatch", "SetLatentNoiseMask", "LoadImageMask",
+}
+WIDGET_KINDS = {"Int", "Float", "String", "Boolean", "Combo"}
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def pack_schemas() -> dict[str, list[tuple[str, str, object]]]:
+    """{node_id: [(input name, io kind, default), ...]} read from the io.Schema(...) calls in nodes/*.py,
+    without importing ComfyUI."""
+    schemas = {}
+    for path in sorted((PACK_DIR / "nodes").glob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "Schema"):
+                continue
+            kwargs = {k.arg: k.value for k in call.keywords}
+            if not isinstance(kwargs.get("node_id"), ast.Constant):
+                continue
+            inputs = []
+            for item in getattr(kwargs.get("inputs"), "elts", []):
+                # io.<Kind>.Input("name", default=..., ...)
+                kind = item.func.value.attr if isinstance(item.func.value, ast.Attribute) else None
+                default = next((k.value for k in item.keywords if k.arg == "default"), None)
+                inputs.append((ast.literal_eval(item.args[0]), kind,
+                               None if default is None else ast.literal_eval(default)))
+            schemas[kwargs["node_id"].value] = inputs
+    return schemas
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+class Graph:
+    """Index of a UI-format workflow: nodes by id, and what feeds each input."""
+
+    def __init__(self, workflow):
+        self.nodes = {n["id"]: n for n in workflow["nodes"]}
+        self.links = {link[0]: link for link in workflow["links"]}
+
+    def of_type(self, type_):
+        return [n for n in self.nodes.values() if n["type"] == type_]
+
+    def one(self, type_):
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_} node, found {len(found)}"
+        return found[0]
+
+    def source(self, node, input_name):
+        """(origin node, origin slot) linked into `input_name` of `node`."""
+        slot = next((i for i in node.get("inputs", []) if i["name"] == input_name), None)
+        assert slot is not None and slot.get("link") is not None, f"{node['type']}.{input_name} is not linked"
+        link = self.links[slot["link"]]
+        return self.nodes[link[1]], link[2]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The files alone
+
+
+def test_expected_workflows_present():
+    assert sorted(_ids(WORKFLOW_FILES)) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_ui_format(path):
+    workflow = load(path)
+    assert isinstance(workflow.get("version"), (int, float))
+    assert isinstance(workflow.get("nodes"), list) and workflow["nodes"]
+    assert isinstance(workflow.get("links"), list) and workflow["links"]
+    assert "output" not in workflow and "prompt" not in workflow  # not the API format
+    for node in workflow["nodes"]:
+        for key in ("id", "type", "pos", "size", "flags", "order", "mode", "properties"):
+            assert key in node, f"node {node.get('id')} ({node.get('type')}) has no {key}"
+    assert workflow["last_node_id"] >= max(n["id"] for n in workflow["nodes"])
+    assert workflow["last_link_id"] >= max(link[0] for link in workflow["links"])
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_links_agree_with_node_slots(path):
+    """The front end 'fixes' (and toasts about) links that disagree with the node slots."""
+    workflow = load(path)
+    graph = Graph(workflow)
+    assert len(graph.links) == len(workflow["links"]), "duplicate link ids"
+    for link_id, origin, origin_slot, target, target_slot, type_ in workflow["links"]:
+        out = graph.nodes[origin]["outputs"][origin_slot]
+        inp = graph.nodes[target]["inputs"][target_slot]
+        assert link_id in out["links"] and inp["link"] == link_id, f"link {link_id} disagrees with its slots"
+        assert type_ == out["type"] == inp["type"], f"link {link_id}: type {type_}, {out['type']} -> {inp['type']}"
+    for node in workflow["nodes"]:
+        for inp in node.get("inputs", []):
+            assert inp.get("link") is None or inp["link"] in graph.links
+        for out in node.get("outputs", []):
+            assert all(link in graph.links for link in out.get("links") or [])
+
+
+# Where ComfyUI's workflow schema (zod, front end 1.27) accepts null; anywhere else a null (an
+# `undefined` turned into null on its way out of the browser) gives an alert on every load.
+NULLABLE = {("config",), ("extra",), ("nodes", "*", "inputs", "*", "link"), ("nodes", "*", "outputs", "*", "links")}
+
+
+def _nulls(value, path=()):
+    if value is None:
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nulls(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nulls(item, path + (index,))
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_null_only_where_the_front_end_accepts_it(path):
+    def allowed(p):
+        if len(p) >= 3 and p[0] == "nodes" and p[2] == "widgets_values":
+            return True  # widget values may be anything
+        return tuple("*" if isinstance(k, int) else k for k in p) in NULLABLE
+
+    bad = [p for p in _nulls(load(path)) if not allowed(p)]
+    assert not bad, f"null where the front end expects a value or nothing: {bad}"
+
+
+def test_pack_node_ids_are_read_from_the_schema():
+    schemas = pack_schemas()
+    assert {"MasaCtrlMutualSelfAttention", "MasaCtrlBatchConditioning"} <= set(schemas)
+    assert ("start_step", "Int", 4) in schemas["MasaCtrlMutualSelfAttention"]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_node_types_are_core_or_this_pack(path):
+    known = CORE_NODES | FRONTEND_ONLY | set(pack_schemas())
+    unknown = sorted({n["type"] for n in load(path)["nodes"]} - known)
+    assert not unknown, f"node types neither core ComfyUI nor this pack: {unknown}"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_pack_nodes_hold_the_schema_widgets(path):
+    """UI-format widget values are positional: a stale file shifts every value after a new input."""
+    schemas = pack_schemas()
+    for node in load(path)["nodes"]:
+        if node["type"] in schemas:
+            widgets = [(name, default) for name, kind, default in schemas[node["type"]] if kind in WIDGET_KINDS]
+            values = node.get("widgets_values") or []
+            assert len(values) == len(widgets), f"{node['type']}: {values} for widgets {widgets}"
+            if node["type"] == "MasaCtrlMutualSelfAttention":  # the examples use the paper's defaults
+                assert values == [default for _, default in widgets]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_layout_left_to_right_without_overlaps(path):
+    workflow = load(path)
+    graph = Graph(workflow)
+    for _, origin, _, target, _, _ in workflow["links"]:
+        a, b = graph.nodes[origin], graph.nodes[target]
+        assert a["pos"][0] + a["size"][0] <= b["pos"][0], f"{a['type']} is not left of {b['type']}"
+    title = 30  # the title bar sits above pos
+    boxes = [(n["pos"][0], n["pos"][1] - title, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1], n)
+             for n in workflow["nodes"]]
+    for i, (x0, y0, x1, y1, a) in enumerate(boxes):
+        for u0, v0, u1, v1, b in boxes[i + 1:]:
+            assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, f"{a['type']} {a['id']} overlaps {b['type']} {b['id']}"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_explained_by_a_note(path):
+    notes = [n for n in load(path)["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes and "MasaCtrl" in notes[0]["widgets_values"][0]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_masactrl_graph(path):
+    """Source prompt = batch item 0, target = item 1, same noise, MasaCtrl on the sampler's model."""
+    pose = EXPECTED[path.stem]
+    graph = Graph(load(path))
+    sampler = graph.one("KSampler")
+    _seed, _control, steps, cfg, sampler_name, scheduler, denoise = sampler["widgets_values"]
+    assert (steps, cfg, sampler_name, scheduler, denoise) == (50, 7.5, "ddim", "ddim_uniform", 1)
+
+    masactrl, _ = graph.source(sampler, "model")
+    assert masactrl["type"] == "MasaCtrlMutualSelfAttention"
+    checkpoint, slot = graph.source(masactrl, "model")
+    assert (checkpoint["type"], slot) == ("CheckpointLoaderSimple", 0)
+    assert checkpoint["widgets_values"] == ["v1-5-pruned-emaonly-fp16.safetensors"]
+
+    seed_behavior, _ = graph.source(sampler, "latent_image")
+    assert seed_behavior["type"] == "LatentBatchSeedBehavior" and seed_behavior["widgets_values"] == ["fixed"]
+    empty, _ = graph.source(seed_behavior, "samples")
+    assert empty["type"] == "EmptyLatentImage" and empty["widgets_values"] == [512, 512, 2]
+
+    positive, positive_slot = graph.source(sampler, "positive")
+    negative, negative_slot = graph.source(sampler, "negative")
+    if pose:
+        assert positive is negative and positive["type"] == "ControlNetApplyAdvanced"
+        assert (positive_slot, negative_slot) == (0, 1)
+        apply = positive
+        batched, _ = graph.source(apply, "positive")
+        negative, _ = graph.source(apply, "negative")
+        loader, _ = graph.source(apply, "control_net")
+        assert loader["type"] == "ControlNetLoader"
+        assert loader["widgets_values"] == ["control_v11p_sd15_openpose.pth"]
+        poses, _ = graph.source(apply, "image")
+        assert poses["type"] == "ImageBatch"
+        first, _ = graph.source(poses, "image1")
+        second, _ = graph.source(poses, "image2")
+        assert first["type"] == second["type"] == "LoadImage"
+        assert first["widgets_values"][0] == "masactrl_source_pose.png"
+        assert second["widgets_values"][0] == "masactrl_target_pose.png"
+    else:
+        batched = positive
+        assert not graph.of_type("ControlNetApplyAdvanced")
+    assert batched["type"] == "MasaCtrlBatchConditioning"
+    source, _ = graph.source(batched, "source")
+    target, _ = graph.source(batched, "target")
+    for encoder, text in ((source, SOURCE_PROMPT), (target, TARGET_PROMPT), (negative, "")):
+        assert encoder["type"] == "CLIPTextEncode" and encoder["widgets_values"] == [text]
+        assert graph.source(encoder, "clip") == (checkpoint, 1)
+
+    decode, _ = graph.source(graph.one("SaveImage"), "images")
+    assert decode["type"] == "VAEDecode" and graph.source(decode, "samples")[0] is sampler
+    assert graph.source(decode, "vae") == (checkpoint, 2)
+    assert graph.one("SaveImage")["widgets_values"] == ["MasaCtrl"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# In a real ComfyUI server and its front end
+
+
+def browser_missing_reason() -> str | None:
+    from comfy_harness import CHROMIUM_PATH
+
+    if not os.access(CHROMIUM_PATH, os.X_OK):
+        return f"no chromium at {CHROMIUM_PATH} (apt-get install chromium) for the front-end tests"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install playwright; no `playwright install`)"
+    return None
+
+
+def _widget(path_stem, type_):
+    graph = Graph(load(WORKFLOW_DIR / f"{path_stem}.json"))
+    return [n["widgets_values"][0] for n in graph.of_type(type_)]
+
+
+def _draw_pose(path: Path, arm_angle: float):
+    """A 64 px OpenPose-like stick figure; `arm_angle` (degrees) moves the arms."""
+    import math
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64))
+    draw = ImageDraw.Draw(image)
+    neck, hip = (32, 20), (32, 40)
+    draw.line([neck, hip], fill=(255, 0, 85), width=2)
+    draw.ellipse([28, 8, 36, 16], outline=(255, 0, 0), width=2)
+    for side in (-1, 1):
+        a = math.radians(arm_angle)
+        draw.line([neck, (32 + side * 14 * math.cos(a), 20 - 14 * math.sin(a))], fill=(255, 170, 0), width=2)
+        draw.line([hip, (32 + side * 8, 58)], fill=(0, 255, 85), width=2)
+    image.save(path)
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """A real ComfyUI server with this pack, random-weight models under the workflows' names, and poses."""
+    reason = browser_missing_reason() or comfyui_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    request.getfixturevalue("comfy")  # ComfyUI importable in this process, to build the models
+    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet
+
+    base = Path(tempfile.mkdtemp(prefix="masactrl-workflows-"))
+    try:
+        stems = list(EXPECTED)
+        for name in {v for s in stems for v in _widget(s, "CheckpointLoaderSimple")}:
+            save_sd15_checkpoint(base / "models" / "checkpoints" / name)
+        for name in {v for s in stems for v in _widget(s, "ControlNetLoader")}:
+            save_sd15_controlnet(base / "models" / "controlnet" / name)
+        (base / "input").mkdir()
+        for index, name in enumerate(sorted({v for s in stems for v in _widget(s, "LoadImage")})):
+            _draw_pose(base / "input" / name, arm_angle=-30 + 90 * index)
+        comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER, extra_args=["--cache-none"])
+        try:
+            comfy_server.start()
+            comfy_server.post("/settings/Comfy.TutorialCompleted", True)
+            yield comfy_server
+        finally:
+            comfy_server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """The server's front end in headless chromium; collects page errors raised after start-up."""
+    from playwright.sync_api import sync_playwright
+
+    from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH
+
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1600, "height": 1000})
+            tab.goto(server.url)
+            tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
+                                  " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
+                                  timeout=90_000)
+            tab.errors = []  # errors from here on (the front end itself logs one at start-up)
+            tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+            tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+            yield tab
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+# Load like the Templates dialog (fetch the served file, app.loadGraphData), report what went wrong,
+# and convert with app.graphToPrompt(); results are stringified inside the page.
+LOAD_JS = """
+async ({module, name, text}) => {
+  document.querySelectorAll('.p-dialog-close-button, .p-toast-close-button').forEach((b) => b.click());
+  await new Promise((r) => setTimeout(r, 300));
+  const json = text ? JSON.parse(text)
+    : await fetch(app.api.apiURL(`/workflow_templates/${module}/${name}.json`)).then((r) => r.json());
+  await app.loadGraphData(json, true, true, name);
+  await new Promise((r) => setTimeout(r, 700));
+  const p = await app.graphToPrompt();
+  return JSON.stringify({
+    nodes: app.graph.nodes.length,
+    missing: app.graph.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types) || n.has_errors)
+      .map((n) => n.type),
+    dialogs: [...document.querySelectorAll('.p-dialog')].map((e) => e.innerText.slice(0, 300)),
+    toasts: [...document.querySelectorAll('.p-toast-message')].map((e) => e.innerText.slice(0, 300)),
+    prompt: p.output,
+  });
+}
+"""
+
+
+def load_in_page(page, name, workflow=None):
+    return json.loads(page.evaluate(LOAD_JS, {"module": PACK_FOLDER, "name": name,
+                                              "text": json.dumps(workflow) if workflow else None}))
+
+
+def shrink(prompt: dict) -> dict:
+    """64 px and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the last step)."""
+    prompt = copy.deepcopy(prompt)
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "EmptyLatentImage":
+            inputs.update(width=64, height=64)
+        elif node["class_type"] == "KSampler":
+            inputs.update(steps=2)
+        elif node["class_type"] == "MasaCtrlMutualSelfAttention":
+            inputs.update(start_step=1)
+    return prompt
+
+
+def run_prompt(server, prompt, timeout=150.0) -> dict:
+    answer = server.post("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+    assert not answer.get("node_errors"), answer
+    prompt_id = answer["prompt_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        history = server.get(f"/history/{prompt_id}")  # {} until the prompt has finished, well or not
+        if prompt_id in history:
+            return history[prompt_id]
+        time.sleep(0.5)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def test_server_lists_the_templates(server):
+    assert sorted(server.get("/api/workflow_templates").get(PACK_FOLDER, [])) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_server_serves_the_template(server, path):
+    assert server.get(f"/api/workflow_templates/{PACK_FOLDER}/{path.name}") == load(path)
+
+
+def test_node_types_known_to_the_server(server):
+    info = server.get("/api/object_info")
+    assert CORE_NODES <= set(info), f"not core ComfyUI nodes: {sorted(CORE_NODES - set(info))}"
+    for node_id in pack_schemas():
+        assert info[node_id]["python_module"] == f"custom_nodes.{PACK_FOLDER}"
+    for path in WORKFLOW_FILES:
+        missing = {n["type"] for n in load(path)["nodes"]} - FRONTEND_ONLY - set(info)
+        assert not missing, f"{path.name}: the server has no {sorted(missing)}"
+
+
+def test_missing_node_check_catches_an_unknown_type(server, page):
+    """The checks below are not vacuous: a node type the server does not have is reported (and the
+    dialog it opens is closed again before the next load)."""
+    workflow = load(WORKFLOW_FILES[0])
+    workflow["nodes"][-1]["type"] = "NoSuchMasaCtrlNode"
+    result = load_in_page(page, "missing-node-check", workflow)
+    assert result["missing"] == ["NoSuchMasaCtrlNode"]
+    assert any("NoSuchMasaCtrlNode" in d for d in result["dialogs"])
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_template_loads_in_the_front_end_and_runs(server, page, path):
+    page.errors.clear()
+    result = load_in_page(page, path.stem)
+    assert result["nodes"] == len(load(path)["nodes"])
+    assert not result["missing"], f"missing node types: {result['missing']}"
+    assert not result["dialogs"], result["dialogs"]
+    assert not result["toasts"], result["toasts"]  # e.g. "Invalid workflow against zod schema", fixed links
+    assert not page.errors, page.errors
+
+    prompt = shrink(result["prompt"])
+    assert {n["class_type"] for n in prompt.values()} >= {"MasaCtrlMutualSelfAttention", "MasaCtrlBatchConditioning"}
+    entry = run_prompt(server, prompt)
+    status = entry["status"]
+    errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+    assert status.get("status_str") == "success" and status.get("completed"), \
+        f"{errors or status}\n--- server log ---\n{server.log_tail()}"
+    save_id = next(i for i, n in prompt.items() if n["class_type"] == "SaveImage")
+    images = entry["outputs"][save_id]["images"]
+    assert len(images) == 2
+    from PIL import Image
+
+    for image in images:
+        with Image.open(server.base / "output" / image["subfolder"] / image["filename"]) as png:
+            assert png.size == (64, 64)
