@@ -23,6 +23,10 @@ def batch_conditioning(source, target):
         if src.shape[2] != tgt.shape[2]:
             raise ValueError(f"Batch Conditioning: source and target come from different text encoders "
                              f"(width {src.shape[2]} vs {tgt.shape[2]}); encode both with the same CLIP.")
+        dropped = sorted(set(tgt_opts) - set(src_opts) - {"pooled_output"})
+        if dropped:
+            raise ValueError(f"Batch Conditioning: target carries {dropped} that source lacks, and the batch keeps "
+                             "source's settings; apply those (e.g. ControlNet) after this node instead.")
         length = math.lcm(src.shape[1], tgt.shape[1])
         opts = dict(src_opts)
         if "pooled_output" in src_opts and "pooled_output" in tgt_opts:

@@ -130,6 +130,24 @@ def test_percent_schedule(sd15):
     assert torch.equal(sample(sd15, never), sample(sd15, sd15.model))
 
 
+def test_batch_conditioning_stacks_prompts_and_refuses_what_it_would_drop(sd15):
+    batch = sd15.nodes.NODE_CLASS_MAPPINGS[BATCH].execute
+    short, long_prompt = sd15.encode("a corgi"), sd15.encode("a corgi, " * 30)  # 77 and 154 tokens
+    (cond, opts), = batch(short, long_prompt).result[0]
+    assert cond.shape == (2, 154, 768)
+    # the short prompt is repeated along its tokens, which cross-attention cannot tell apart
+    assert torch.equal(cond[0, :77], short[0][0][0]) and torch.equal(cond[0, 77:], short[0][0][0])
+    assert torch.equal(cond[1], long_prompt[0][0][0])
+    assert opts["pooled_output"].shape[0] == 2
+    three = batch(batch(short, short).result[0], long_prompt).result[0]
+    assert three[0][0].shape[0] == 3
+    with_control = [[long_prompt[0][0], {**long_prompt[0][1], "control": object()}]]
+    with pytest.raises(ValueError, match="target carries \\['control'\\].*after this node"):
+        batch(short, with_control)
+    with pytest.raises(ValueError, match="source has 1 conditioning entries and target has 2"):
+        batch(short, short + short)
+
+
 def test_layer_map_read_from_real_sd15_and_sdxl_unets(comfy):
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from masactrl_suite.attention import SD1_LAYERS, SDXL_LAYERS
