@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -63,12 +62,10 @@ def setup(args):
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(COMFYUI_PATH))
     sys.path.insert(0, str(PACK_DIR / "tests"))  # comfy_harness: the random-weight SD1.5 builder the tests use
-    # The pack under a fixed name, whatever its folder is called (as tests/conftest.py does).
-    spec = importlib.util.spec_from_file_location("masactrl_suite", PACK_DIR / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_DIR)])
-    sys.modules["masactrl_suite"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules["masactrl_suite"])
     logging.getLogger().setLevel(logging.ERROR)  # ComfyUI logs every model load at INFO
+    from comfy_harness import register_pack
+
+    register_pack(PACK_DIR)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = args.device == "cpu"  # must be set before comfy.model_management is imported

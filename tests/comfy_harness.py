@@ -38,6 +38,20 @@ COMMON_UNET = dict(use_checkpoint=False, image_size=32, use_spatial_transformer=
 _STARTED = {}
 
 
+def register_pack(pack_dir: Path, name: str = "masactrl_suite"):
+    """Make the pack importable under a fixed name, whatever its folder is called."""
+    if name in sys.modules:
+        return sys.modules[name]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(pack_dir) / "__init__.py",
+                                                  submodule_search_locations=[str(pack_dir)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def start_comfy(comfy_path: Path, pack_dir: Path):
     """Import ComfyUI on the CPU with its built-in extra nodes and this pack; idempotent."""
     if "ns" in _STARTED:

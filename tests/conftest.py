@@ -5,28 +5,18 @@ and are skipped, with the reason printed in the summary (pytest -rs), where it i
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
+
+from comfy_harness import register_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
 
 
-def _register_pack():
-    if "masactrl_suite" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location("masactrl_suite", PACK_DIR / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_DIR)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["masactrl_suite"] = module
-    spec.loader.exec_module(module)
-
-
-_register_pack()
+register_pack(PACK_DIR)
 
 
 def comfyui_missing_reason() -> str | None:
