@@ -7,6 +7,7 @@ import torch
 
 from .control import MutualSelfAttentionControl
 from .layers import UNetLayerMap
+from .mutual import mutual_self_attention
 
 
 class UnsupportedModelError(ValueError):
@@ -39,6 +40,12 @@ class MasaCtrlAttn1:
     def __init__(self, control: MutualSelfAttentionControl, fallback_attention):
         self.control = control
         self.fallback_attention = fallback_attention
+        self._schedule = (None, None)  # (sample_sigmas, its CPU copy): copied once per run, not per layer
+
+    def _schedule_on_cpu(self, sample_sigmas):
+        if self._schedule[0] is not sample_sigmas:
+            self._schedule = (sample_sigmas, sample_sigmas.detach().float().cpu())
+        return self._schedule[1]
 
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
@@ -46,12 +53,12 @@ class MasaCtrlAttn1:
         if "sample_sigmas" not in extra_options:
             raise RuntimeError("MasaCtrl: the sampler gave no sampling schedule (transformer_options"
                                "['sample_sigmas']); run the model through a ComfyUI sampler node.")
-        # Validate the batch in every step, not only active ones, so a bad batch fails at once.
-        self.control.layout.gather_index(q.shape[0] // chunks, chunks, q.device)
+        # Checked in every step, not only active ones, so a bad batch fails at once.
+        rows = self.control.source_rows(q.shape[0], chunks, q.device)
         sigma = float(extra_options["sigmas"].max())
-        if self.control.step_is_active(sigma, extra_options["sample_sigmas"]):
+        if self.control.step_is_active(sigma, self._schedule_on_cpu(extra_options["sample_sigmas"])):
             upcast = extra_options.get("attn_precision") == torch.float32
-            return self.control.attend(q, k, v, heads, chunks, upcast=upcast)
+            return mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
         return self.fallback_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
                                        transformer_options=extra_options)
 

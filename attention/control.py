@@ -31,9 +31,13 @@ class MutualSelfAttentionControl:
     def step_is_active(self, sigma: float, sample_sigmas: torch.Tensor) -> bool:
         return self.schedule.step_is_active(step_index(sigma, sample_sigmas), sigma)
 
+    def source_rows(self, rows: int, chunks: int, device) -> torch.Tensor:
+        """The source row of every row of a UNet batch of `chunks` stacked copies of the image batch;
+        raises, naming the fix, when the batch does not fit the layout."""
+        if rows % chunks:
+            raise ValueError(f"MasaCtrl: a UNet batch of {rows} rows cannot hold {chunks} equal chunks.")
+        return self.layout.gather_index(rows // chunks, chunks, device)
+
     def attend(self, q, k, v, heads: int, chunks: int, upcast: bool = False):
         """Mutual self-attention over a UNet batch of `chunks` stacked copies of the image batch."""
-        if q.shape[0] % chunks:
-            raise ValueError(f"MasaCtrl: a UNet batch of {q.shape[0]} rows cannot hold {chunks} equal chunks.")
-        rows = self.layout.gather_index(q.shape[0] // chunks, chunks, q.device)
-        return mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
+        return mutual_self_attention(q, k, v, heads, self.source_rows(q.shape[0], chunks, q.device), upcast=upcast)
