@@ -7,7 +7,16 @@ import torch
 
 from .control import MutualSelfAttentionControl
 from .layers import UNetLayerMap
+from .masks import masked_mutual_attention
 from .mutual import mutual_self_attention
+
+# transformer_options keys: the MasaCtrl Masks configuration, and the maps of the running evaluation.
+MASKS_KEY, MAPS_KEY = "masactrl_masks", "masactrl_maps"
+
+
+class CondMapsMissing(Exception):
+    """An uncond-only UNet call reached a masked layer before the cond call of the same evaluation
+    captured its maps; the evaluation wrapper then runs the cond branch first."""
 
 
 class UnsupportedModelError(ValueError):
@@ -34,6 +43,27 @@ def layer_map_of(diffusion_model) -> UNetLayerMap:
     return layer_map
 
 
+def attention_levels(diffusion_model) -> dict:
+    """site -> resolution level (0: the latent's size, 1: half, ...), read from where the UNet's
+    Downsample/Upsample blocks sit, so it holds for any latent size and aspect ratio."""
+    def has(block, name):
+        return any(type(m).__name__ == name for m in block.modules())
+
+    def sites(block_name, block_id, block):
+        depth = sum(len(m.transformer_blocks) for m in block.modules() if hasattr(m, "transformer_blocks"))
+        return [(block_name, block_id, t) for t in range(depth)]
+
+    levels, level = {}, 0
+    for i, block in enumerate(diffusion_model.input_blocks):
+        level += has(block, "Downsample")
+        levels.update({site: level for site in sites("input", i, block)})
+    levels.update({site: level for site in sites("middle", 0, diffusion_model.middle_block)})
+    for i, block in enumerate(diffusion_model.output_blocks):
+        levels.update({site: level for site in sites("output", i, block)})
+        level -= has(block, "Upsample")
+    return levels
+
+
 class MasaCtrlAttn1:
     """The attn1 replacement for one site: ComfyUI passes q/k/v after the projections."""
 
@@ -58,9 +88,37 @@ class MasaCtrlAttn1:
         sigma = float(extra_options["sigmas"].max())
         if self.control.step_is_active(sigma, self._schedule_on_cpu(extra_options["sample_sigmas"])):
             upcast = extra_options.get("attn_precision") == torch.float32
+            if extra_options.get(MASKS_KEY) is not None:
+                out = self._masked(q, k, v, heads, chunks, rows, upcast, extra_options)
+                if out is not None:
+                    return out
             return mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
         return self.fallback_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
                                        transformer_options=extra_options)
+
+    def _masked(self, q, k, v, heads, chunks, rows, upcast, extra_options):
+        """Mask-guided mutual self-attention, or None where the reference runs the plain kind (automatic
+        masks before any map of this evaluation was captured)."""
+        guidance, maps = extra_options[MASKS_KEY], extra_options.get(MAPS_KEY)
+        block = extra_options["block"]
+        layer = self.control.layer_map.index_of((block[0], block[1], extra_options["block_index"]))
+        if guidance.needs_maps:
+            if maps is None:
+                raise RuntimeError("MasaCtrl Masks: no cross-attention maps were captured for this model call; "
+                                   "sample the model with a ComfyUI sampler node (KSampler, SamplerCustom).")
+            if 0 not in extra_options["cond_or_uncond"] and maps.missing(guidance.capture_layers, layer):
+                raise CondMapsMissing()
+        batch = q.shape[0] // chunks
+        owner = self.control.layout.source_of(batch)
+        h, w = extra_options["activations_shape"][-2:]
+        masks = guidance.masks_for_layer(layer, owner, h, w, maps.maps if maps is not None else None)
+        if masks is None:
+            return None
+        source_fg, target_weight = masks
+        targets = [b for b in range(batch) if owner[b] != b]
+        masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
+        return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
+                                       target_weight[targets].repeat(chunks, 1), masked_rows, upcast=upcast)
 
 
 def patch_model(model_patcher, control: MutualSelfAttentionControl, fallback_attention):

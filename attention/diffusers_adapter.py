@@ -14,21 +14,55 @@ from dataclasses import dataclass, field
 import torch
 
 from .control import MutualSelfAttentionControl
-from .layers import UNetLayerMap
+from .layers import PART_OF_BLOCK, UNetLayerMap
+from .mask_guidance import MaskGuidance
+from .masks import CapturedMaps, cross_attention_probs, masked_mutual_attention
 from .mutual import BatchLayout
-from .schedule import MutualAttentionSchedule
+from .schedule import PARTS, MutualAttentionSchedule
+from .words import PromptSubject, PromptTokens, find_word, parse_words
+
+
+def _transformer_blocks(unet):
+    """(site, resolution level, BasicTransformerBlock) in MasaCtrl's order: down, mid, up."""
+    deepest = len(unet.down_blocks) - 1
+    parts = [("input", [(i, b) for i, b in enumerate(unet.down_blocks)]), ("middle", [(deepest, unet.mid_block)]),
+             ("output", [(deepest - i, b) for i, b in enumerate(unet.up_blocks)])]
+    found = []
+    for block_name, blocks in parts:
+        transformers = [(level, t) for level, b in blocks if b is not None for t in getattr(b, "attentions", None) or []]
+        for block_id, (level, transformer) in enumerate(transformers):
+            for index, block in enumerate(transformer.transformer_blocks):
+                found.append(((block_name, block_id, index), level, block))
+    return found
 
 
 def _self_attention_modules(unet):
     """(site, Attention) for every self-attention in MasaCtrl's order: down, mid, up."""
-    parts = [("input", unet.down_blocks), ("middle", [unet.mid_block]), ("output", unet.up_blocks)]
-    found = []
-    for block_name, blocks in parts:
-        transformers = [t for b in blocks if b is not None for t in getattr(b, "attentions", None) or []]
-        for block_id, transformer in enumerate(transformers):
-            for index, block in enumerate(transformer.transformer_blocks):
-                found.append(((block_name, block_id, index), block.attn1))
-    return found
+    return [(site, block.attn1) for site, _, block in _transformer_blocks(unet)]
+
+
+def mask_guidance(unet, threshold=0.1, subject=None, source_mask=None, target_mask=None, map_level=2,
+                  map_parts=PARTS) -> MaskGuidance:
+    """MaskGuidance for this UNet; automatic maps from the cross-attention layers at resolution level
+    `map_level` (2: a quarter of the latent, the paper's 16x16 at 512 px) in `map_parts`."""
+    layers = frozenset(i for i, (site, level, _) in enumerate(_transformer_blocks(unet))
+                       if level == map_level and PART_OF_BLOCK[site[0]] in map_parts)
+    return MaskGuidance(threshold, subject, source_mask, target_mask, layers)
+
+
+def prompt_subject(tokenizer, prompt: str, words: str) -> PromptSubject:
+    """Subject words of `prompt` with a transformers CLIPTokenizer (77-token context)."""
+    def tokens(text):
+        ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+        special = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+        strings = tokenizer.convert_ids_to_tokens(ids)
+        return PromptTokens.from_chunks([[(i,) for i in ids]], special,
+                                        lambda t: strings[ids.index(t)].endswith("</w>"))
+
+    prompt_tokens = tokens(prompt)
+    parsed = parse_words(words, "words")
+    positions = tuple(find_word(prompt_tokens, tokens(w), w, prompt, "words") for w in parsed)
+    return PromptSubject(parsed, positions, len(prompt_tokens))
 
 
 def _step_boundaries(timesteps) -> torch.Tensor:
@@ -45,13 +79,24 @@ class _CallState:
     timestep: float | None = None
     timesteps: torch.Tensor | None = None
     chunks: int = 2
+    latent_size: tuple = (0, 0)
+    maps: CapturedMaps | None = None  # this call's cond-branch subject maps (mask guidance)
+
+
+def _size_at_level(size, level):
+    h, w = size
+    for _ in range(level):  # diffusers' Downsample2D (3x3, stride 2, padding 1) rounds up
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
 
 
 class MasaCtrlProcessor:
     """Runs mutual self-attention where the schedule is active, the original processor elsewhere."""
 
-    def __init__(self, control: MutualSelfAttentionControl, state: _CallState, original):
+    def __init__(self, control: MutualSelfAttentionControl, state: _CallState, original, layer=None, level=None,
+                 masks: MaskGuidance | None = None):
         self.control, self.state, self.original = control, state, original
+        self.layer, self.level, self.masks = layer, level, masks
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
         state = self.state
@@ -60,8 +105,46 @@ class MasaCtrlProcessor:
         if not active:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
         q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        out = self.control.attend(q, k, v, attn.heads, state.chunks)
+        out = self._masked(q, k, v, attn.heads) if self.masks is not None else None
+        if out is None:
+            out = self.control.attend(q, k, v, attn.heads, state.chunks)
         return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+    def _masked(self, q, k, v, heads):
+        chunks = self.state.chunks
+        batch = q.shape[0] // chunks
+        owner = self.control.layout.source_of(batch)
+        h, w = _size_at_level(self.state.latent_size, self.level)
+        masks = self.masks.masks_for_layer(self.layer, owner, h, w, self.state.maps)
+        if masks is None:
+            return None
+        source_fg, target_weight = masks
+        targets = [b for b in range(batch) if owner[b] != b]
+        rows = self.control.source_rows(q.shape[0], chunks, q.device)
+        masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
+        return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
+                                       target_weight[targets].repeat(chunks, 1), masked_rows)
+
+
+class MapCaptureProcessor:
+    """Cross-attention at a capture layer: the original processor's output, and the cond branch's
+    subject maps recorded on the side (the cond half is the last chunk of a diffusers CFG batch)."""
+
+    def __init__(self, layer, level, layout: BatchLayout, masks: MaskGuidance, state: _CallState, original):
+        self.layer, self.level, self.layout, self.masks, self.state = layer, level, layout, masks, state
+        self.original = original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+        out = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+        state = self.state
+        if state.maps is not None and encoder_hidden_states is not None:
+            batch = hidden_states.shape[0] // state.chunks
+            cond = slice(hidden_states.shape[0] - batch, None)
+            q, k = attn.to_q(hidden_states[cond]), attn.to_k(encoder_hidden_states[cond])
+            selection = self.masks.token_selection(self.layout.source_of(batch), k.shape[1])
+            h, w = _size_at_level(state.latent_size, self.level)
+            state.maps.add(self.layer, cross_attention_probs(q, k, attn.heads, selection), h, w)
+        return out
 
 
 @dataclass
@@ -87,10 +170,13 @@ class MasaCtrlHandle:
 
 
 def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAttentionSchedule(),
-                    layout: BatchLayout = BatchLayout(), timesteps=None, chunks=None) -> MasaCtrlHandle:
+                    layout: BatchLayout = BatchLayout(), timesteps=None, chunks=None,
+                    masks: MaskGuidance | None = None) -> MasaCtrlHandle:
     """Patch a diffusers pipeline (reads its scheduler's timesteps and whether it runs CFG) or a bare
     UNet2DConditionModel (then pass `timesteps`, the schedule it will be called with, and `chunks`:
-    2 when the batch is [uncond, cond], 1 without classifier-free guidance)."""
+    2 when the batch is [uncond, cond], 1 without classifier-free guidance).
+    masks: mask-guided MasaCtrl (see mask_guidance()); automatic masks are made from the cond branch's
+    cross-attention maps of the same UNet call."""
     pipe = pipe_or_unet if hasattr(pipe_or_unet, "unet") else None
     unet = pipe.unet if pipe is not None else pipe_or_unet
     if pipe is None and (timesteps is None or chunks is None):
@@ -107,6 +193,9 @@ def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAtte
     def before_unet(module, args, kwargs):
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         state.timestep = float(torch.as_tensor(t).flatten()[0])
+        sample = kwargs.get("sample", args[0] if args else None)
+        state.latent_size = tuple(sample.shape[-2:])
+        state.maps = CapturedMaps() if masks is not None and masks.needs_maps else None  # per call, as the reference
         if pipe is not None:
             state.timesteps = _step_boundaries(pipe.scheduler.timesteps)
             state.chunks = 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1
@@ -116,8 +205,11 @@ def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAtte
     handle = MasaCtrlHandle(unet)
     handle.hook = unet.register_forward_pre_hook(before_unet, with_kwargs=True)
     active = set(control.active_sites)
-    for site, attn in modules:
+    for layer, (site, level, block) in enumerate(_transformer_blocks(unet)):
         if site in active:
-            handle.originals[attn] = attn.processor
-            attn.set_processor(MasaCtrlProcessor(control, state, attn.processor))
+            handle.originals[block.attn1] = block.attn1.processor
+            block.attn1.set_processor(MasaCtrlProcessor(control, state, block.attn1.processor, layer, level, masks))
+        if masks is not None and masks.needs_maps and layer in masks.capture_layers:
+            handle.originals[block.attn2] = block.attn2.processor
+            block.attn2.set_processor(MapCaptureProcessor(layer, level, layout, masks, state, block.attn2.processor))
     return handle

@@ -1,0 +1,184 @@
+"""Mask-guided MasaCtrl: subject words, the MasaCtrl Masks patch, and the mask preview."""
+from __future__ import annotations
+
+import comfy.ldm.modules.attention as comfy_attention
+import comfy.patcher_extension
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io, ui
+
+from ..attention.comfyui_adapter import MASKS_KEY, attention_levels, layer_map_of
+from ..attention.comfyui_masks import RECORDER_KEY, patch_masks
+from ..attention.layers import PART_OF_BLOCK
+from ..attention.mask_guidance import MaskGuidance
+from ..attention.masks import normalise
+from ..attention.words import PromptSubject, PromptTokens, Subject, find_word, parse_words
+from .conditioning import batch_conditioning
+
+Subject_ = io.Custom("MASACTRL_SUBJECT")
+MAP_RESOLUTIONS = {"1/4 (paper)": 2, "1/2": 1, "1/1": 0, "1/8": 3}
+MAP_LAYERS = {"all": ("encoder", "middle", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
+
+
+def _prompt_tokens(clip, text: str) -> PromptTokens:
+    tokens = clip.tokenize(text)
+    key = next(iter(tokens))  # SDXL has two encoders with the same token layout; any one will do
+    tokenizer = getattr(clip.tokenizer, f"clip_{key}")
+    special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token}
+    return PromptTokens.from_chunks(tokens[key], special,
+                                    lambda t: tokenizer.inv_vocab.get(t, "</w>").endswith("</w>"))
+
+
+def prompt_subject(clip, prompt: str, words_text: str, field: str) -> PromptSubject:
+    prompt_tokens = _prompt_tokens(clip, prompt)
+    words = parse_words(words_text, field)
+    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, w), w, prompt, field) for w in words)
+    return PromptSubject(words, positions, len(prompt_tokens))
+
+
+class SubjectPrompts(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlSubjectPrompts",
+            display_name="Subject Prompts (MasaCtrl)",
+            category="MasaCtrl",
+            description="Encode the source and target prompts as one batch (source first) and find the subject's "
+                        "words in them, for automatic masks (MasaCtrl Masks).",
+            inputs=[
+                io.Clip.Input("clip"),
+                io.String.Input("source_prompt", multiline=True, default="a photo of a corgi"),
+                io.String.Input("target_prompt", multiline=True, default="a photo of a corgi jumping"),
+                io.String.Input("source_words", default="corgi",
+                                tooltip="The subject in the source prompt: words or phrases of it, separated by commas."),
+                io.String.Input("target_words", default="",
+                                tooltip="The subject in the target prompt; empty: the same words as source_words."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="conditioning"), Subject_.Output(display_name="subject")],
+        )
+
+    @classmethod
+    def execute(cls, clip, source_prompt, target_prompt, source_words, target_words) -> io.NodeOutput:
+        if clip is None:
+            raise RuntimeError("Subject Prompts: the clip input is None; load a checkpoint that contains a text encoder.")
+        subject = Subject(prompt_subject(clip, source_prompt, source_words, "source_words"),
+                          prompt_subject(clip, target_prompt, target_words or source_words,
+                                         "target_words" if target_words else "source_words (used for the target)"))
+        encode = clip.encode_from_tokens_scheduled
+        conditioning = batch_conditioning(encode(clip.tokenize(source_prompt)), encode(clip.tokenize(target_prompt)))
+        return io.NodeOutput(conditioning, subject)
+
+
+def capture_sites(diffusion_model, level: int, parts) -> dict:
+    """layer -> site of the cross-attention layers at the chosen resolution level and parts."""
+    levels = attention_levels(diffusion_model)
+    sites = layer_map_of(diffusion_model).sites
+    return {i: s for i, s in enumerate(sites) if levels[s] == level and PART_OF_BLOCK[s[0]] in parts}
+
+
+class MaskGuidanceNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlMasks",
+            display_name="MasaCtrl Masks",
+            category="MasaCtrl",
+            description="Mask-guided MasaCtrl: the target's foreground reads the source's foreground and its "
+                        "background the source's background, so subject and background stop mixing. Masks come "
+                        "from the subject words' cross-attention (automatic) or from MASK inputs. Use together with "
+                        "the MasaCtrl node, in either order.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Float.Input("threshold", default=0.1, min=0.001, max=0.999, step=0.01,
+                               tooltip="Automatic masks: a pixel is subject where its normalised map is at least "
+                                       "this (paper: 0.1)."),
+                io.Combo.Input("map_resolution", options=list(MAP_RESOLUTIONS), default="1/4 (paper)",
+                               tooltip="Which cross-attention layers make the automatic masks, by their size "
+                                       "relative to the latent (paper: 16x16 at 512 px, i.e. 1/4)."),
+                io.Combo.Input("map_layers", options=list(MAP_LAYERS), default="all",
+                               tooltip="Use the maps of encoder, decoder or all layers at that resolution."),
+                Subject_.Input("subject", optional=True,
+                               tooltip="From Subject Prompts: the words that make the automatic masks."),
+                io.Mask.Input("source_mask", optional=True,
+                              tooltip="The subject in the source image (white), any size; replaces the automatic "
+                                      "source mask. One mask, or one per source."),
+                io.Mask.Input("target_mask", optional=True,
+                              tooltip="Where the subject should be in the target(s), any size; replaces the automatic "
+                                      "target mask. One mask, or one per target."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, threshold, map_resolution, map_layers, subject=None, source_mask=None,
+                target_mask=None) -> io.NodeOutput:
+        diffusion_model = model.get_model_object("diffusion_model")
+        sites = capture_sites(diffusion_model, MAP_RESOLUTIONS[map_resolution], MAP_LAYERS[map_layers])
+        guidance = MaskGuidance(threshold, subject, source_mask, target_mask, frozenset(sites))
+        if not guidance.needs_maps:
+            sites = {}
+        patched = patch_masks(model.clone(), guidance, sites, comfy_attention.optimized_attention,
+                              comfy.patcher_extension.WrappersMP.CALC_COND_BATCH,
+                              comfy.patcher_extension.WrappersMP.OUTER_SAMPLE)
+        return io.NodeOutput(patched)
+
+
+def heat(maps: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] in 0..1 -> [N, H, W, 3], a blue-to-red colour ramp that reads at a glance."""
+    x = maps.clamp(0, 1)[..., None]
+    centres = torch.tensor([0.75, 0.5, 0.25])
+    return (1.5 - (4 * x - 4 * centres).abs()).clamp(0, 1)
+
+
+class MaskPreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlMaskPreview",
+            display_name="MasaCtrl Mask Preview",
+            category="MasaCtrl",
+            description="Show the subject maps and masks that MasaCtrl Masks made during the latest sampling run of "
+                        "this model, one per image and word.",
+            inputs=[
+                io.Model.Input("model", tooltip="The MODEL from MasaCtrl Masks (or later) that the sampler used."),
+                io.Latent.Input("samples", tooltip="The sampler's output: sets the size, and runs this node after it."),
+                io.Int.Input("step", default=-1, min=-1, max=10000,
+                             tooltip="Which sampling step to show; -1: the last step that made masks."),
+                io.Image.Input("images", optional=True, tooltip="Decoded images to lay the maps over."),
+            ],
+            outputs=[io.Image.Output(display_name="maps"), io.Mask.Output(display_name="masks"),
+                     io.String.Output(display_name="labels")],
+        )
+
+    @classmethod
+    def execute(cls, model, samples, step, images=None) -> io.NodeOutput:
+        recorder = model.get_attachment(RECORDER_KEY)
+        guidance = model.model_options.get("transformer_options", {}).get(MASKS_KEY)
+        if recorder is None or guidance is None:
+            raise ValueError("MasaCtrl Mask Preview: this model has no MasaCtrl Masks; connect the MODEL output of "
+                             "MasaCtrl Masks (the one the sampler used).")
+        if not recorder.steps:
+            raise ValueError("MasaCtrl Mask Preview: no automatic masks were made with this model yet (masks from "
+                             "MASK inputs are not recorded; MasaCtrl may not have reached its start step); run the "
+                             "sampler first and connect its LATENT to samples.")
+        chosen = recorder.last_step() if step == -1 else step
+        if chosen not in recorder.steps:
+            raise ValueError(f"MasaCtrl Mask Preview: step {step} made no masks; steps with masks: "
+                             f"{sorted(recorder.steps)}.")
+        maps, words = recorder.steps[chosen]
+        latent = samples["samples"]
+        if latent.shape[0] != maps.shape[0]:
+            raise ValueError(f"MasaCtrl Mask Preview: samples has {latent.shape[0]} image(s) but the last run of this "
+                             f"model had {maps.shape[0]}; connect the LATENT of the sampler that used this model.")
+        height, width = latent.shape[-2] * 8, latent.shape[-1] * 8
+        picked = [(b, w) for b in range(maps.shape[0]) for w in range(len(words[b]))]
+        per_word = torch.stack([maps[b, w] for b, w in picked])
+        flat = normalise(per_word.flatten(1)).view_as(per_word)[:, None]
+        smooth = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+        masks = (F.interpolate(flat, size=(height, width), mode="nearest")[:, 0] >= guidance.threshold).float()
+        shown = heat(smooth)
+        if images is not None:
+            base = F.interpolate(images.movedim(-1, 1), size=(height, width), mode="bilinear").movedim(1, -1)
+            shown = 0.5 * base[[b % base.shape[0] for b, _ in picked]].cpu() + 0.5 * shown
+        labels = "\n".join(f"{i}: image {b} '{words[b][w]}' (step {chosen})" for i, (b, w) in enumerate(picked))
+        return io.NodeOutput(shown, masks, labels, ui=ui.PreviewImage(shown, cls=cls))
