@@ -4,9 +4,11 @@
 Samples the SAME batch (2 latents = source + target, CFG so the UNet sees 4 rows, euler) with
   (a) the unpatched model, (b) MasaCtrl's default schedule (start_step 4, start_layer 10),
   (c) MasaCtrl on all 16 self-attention layers from step 0,
+  (d) (b) plus MasaCtrl Masks with automatic masks (cross-attention maps captured at 1/4 resolution,
+      the paper's MaskAuto, threshold 0.1),
 and reports seconds per step and peak memory, absolute and as ratios vs (a), from one run.
 
-  python benchmarks/bench_masactrl.py --out benchmarks/RESULTS.md          # the full measurement
+  python benchmarks/bench_masactrl.py --out benchmarks/RESULTS.md          # appends the full measurement
   python benchmarks/bench_masactrl.py --resolution 64 --steps 2 --repeats 1 --threads 1   # quick check
 
 ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
@@ -26,7 +28,8 @@ from pathlib import Path
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
-CONFIGS = {"a": "unpatched", "b": "MasaCtrl default (step 4+, layers 10-15)", "c": "MasaCtrl all layers, step 0+"}
+CONFIGS = {"a": "unpatched", "b": "MasaCtrl default (step 4+, layers 10-15)", "c": "MasaCtrl all layers, step 0+",
+           "d": "(b) + automatic masks (maps included)"}
 CFG = 7.5  # anything but 1.0: at cfg 1 ComfyUI skips the uncond pass and the UNet would see 2 rows, not 4
 
 
@@ -38,14 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--resolution", type=int, help="image size in px (latent = /8); default 512 on cuda, 256 on cpu")
     p.add_argument("--steps", type=int, default=8, help="timed sampling steps per run (>4 so (b) gets active steps)")
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed run of this many steps per config first")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds a,b,c; the median per config is kept")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds a,b,c,d; the median per config is kept")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="UNet dtype; default fp16 on cuda, fp32 on cpu")
     p.add_argument("--pytorch-attention", action="store_true",
                    help="ComfyUI's --use-pytorch-cross-attention: unpatched layers use torch SDPA like MasaCtrl's "
                         "(the CUDA default; on CPU ComfyUI otherwise uses its sub-quadratic attention)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    p.add_argument("--out", type=Path, help="also append the markdown table to this file")
     p.add_argument("--mem-child", choices=list(CONFIGS), help=argparse.SUPPRESS)  # internal: one CPU memory run
     args = p.parse_args(argv)
     args.resolution = args.resolution or (512 if args.device == "cuda" else 256)
@@ -77,6 +80,10 @@ def setup(args):
     from comfy_harness import SD15_FULL_UNET, build_sd15_model
     from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
     from masactrl_suite.attention.comfyui_adapter import layer_map_of, patch_model
+    from masactrl_suite.attention.comfyui_masks import patch_masks
+    from masactrl_suite.attention.mask_guidance import MaskGuidance
+    from masactrl_suite.attention.words import PromptSubject, Subject
+    from masactrl_suite.nodes.masks import capture_sites
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     _, base = build_sd15_model(SD15_FULL_UNET, dtype=dtype)
@@ -88,8 +95,15 @@ def setup(args):
         control = MutualSelfAttentionControl(schedule, BatchLayout.parse("0"), layer_map)
         return patch_model(model.clone(), control, optimized_attention)
 
+    def masked(patched):  # exactly what the MasaCtrl Masks node does (nodes/masks.py), subject = token 5
+        sites = capture_sites(model.get_model_object("diffusion_model"), 2, ("encoder", "middle", "decoder"))
+        word = PromptSubject(("subject",), ((5,),), 77)
+        guidance = MaskGuidance(0.1, Subject(word, word), capture_layers=frozenset(sites))
+        return patch_masks(patched, guidance, sites, optimized_attention, "calc_cond_batch", "outer_sample")
+
     models = {"a": model.clone(), "b": masactrl(MutualAttentionSchedule()),
-              "c": masactrl(MutualAttentionSchedule(start_step=0, start_layer=0))}
+              "c": masactrl(MutualAttentionSchedule(start_step=0, start_layer=0)),
+              "d": masked(masactrl(MutualAttentionSchedule()))}
     g = torch.Generator().manual_seed(args.seed)
     latent = torch.zeros(2, 4, args.resolution // 8, args.resolution // 8)
     noise = torch.randn(latent.shape, generator=g)
@@ -143,8 +157,8 @@ def main():
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.resolution} px "
           f"(latent {args.resolution // 8}), {args.dtype}, {args.steps} steps x {args.repeats} rounds, "
           f"ComfyUI attention {attention}, load avg {os.getloadavg()[0]:.2f}", flush=True)
-    n_patched = {k: len(m.model_options["transformer_options"].get("patches_replace", {}).get("attn1", {}))
-                 for k, m in models.items()}
+    n_patched = {k: "+".join(str(len(m.model_options["transformer_options"].get("patches_replace", {}).get(a, {})))
+                             for a in ("attn1", "attn2")) for k, m in models.items()}
     for key in models:  # first-call costs (allocator, kernel selection) stay out of the timings
         if args.warmup_steps:
             sample(key, args.warmup_steps)
@@ -177,7 +191,7 @@ def main():
              f"{args.dtype}, batch 2 + CFG (4 UNet rows), euler, {args.steps} steps, median of {args.repeats} "
              f"interleaved runs, ComfyUI attention (unpatched layers) {attention}, "
              f"load avg {os.getloadavg()[0]:.2f} at the end.", "",
-             "| config | attn1 layers patched | max abs out diff vs (a) | s/step | vs (a) | peak mem (MiB) | vs (a) |",
+             "| config | attn1+attn2 layers patched | max abs out diff vs (a) | s/step | vs (a) | peak mem (MiB) | vs (a) |",
              "|---|---|---|---|---|---|---|"]
     for k, name in CONFIGS.items():
         differs = f"{(outs[k] - outs['a']).abs().max().item():.3g}"
@@ -188,7 +202,8 @@ def main():
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
-        args.out.write_text(table + "\n")
+        with args.out.open("a") as f:  # RESULTS.md keeps every section; add a heading above the new table
+            f.write("\n" + table + "\n")
         print(f"\nwritten to {args.out}")
 
 

@@ -114,6 +114,11 @@ class MaskGuidanceNode(io.ComfyNode):
                 target_mask=None) -> io.NodeOutput:
         diffusion_model = model.get_model_object("diffusion_model")
         sites = capture_sites(diffusion_model, MAP_RESOLUTIONS[map_resolution], MAP_LAYERS[map_layers])
+        if not sites and (source_mask is None or target_mask is None):
+            usable = [name for name, level in MAP_RESOLUTIONS.items()
+                      if capture_sites(diffusion_model, level, MAP_LAYERS[map_layers])]
+            raise ValueError(f"MasaCtrl Masks: this model has no cross-attention layers at map_resolution "
+                             f"{map_resolution} in map_layers '{map_layers}'; choose one of {usable}.")
         guidance = MaskGuidance(threshold, subject, source_mask, target_mask, frozenset(sites))
         if not guidance.needs_maps:
             sites = {}
@@ -148,6 +153,7 @@ class MaskPreview(io.ComfyNode):
             ],
             outputs=[io.Image.Output(display_name="maps"), io.Mask.Output(display_name="masks"),
                      io.String.Output(display_name="labels")],
+            is_output_node=True,  # it shows its preview even when nothing else uses its outputs
         )
 
     @classmethod

@@ -21,11 +21,13 @@ from pathlib import Path
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR / "tests"))
+sys.path.insert(0, str(PACK_DIR / "scripts"))
 
 from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
+from example_graphs_masks import (CHECKPOINT, NEGATIVE, NOTE, PHOTO, POSITIVE, _node,  # noqa: E402
+                                  mask_guided_synthesis, real_photo_editing)
 
 OUT_DIR = PACK_DIR / "example_workflows"
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 CONTROLNET = "control_v11p_sd15_openpose.pth"
 SOURCE_POSE = "masactrl_source_pose.png"
 TARGET_POSE = "masactrl_target_pose.png"
@@ -34,9 +36,6 @@ TARGET_PROMPT = "a photo of a corgi jumping"
 
 # Columns of the left-to-right layout.
 C0, C1, C2, C3, C4, C5, C6 = 0, 420, 880, 1200, 1560, 1920, 2180
-POSITIVE = {"color": "#232", "bgcolor": "#353"}  # the colours ComfyUI's default workflow gives prompts
-NEGATIVE = {"color": "#322", "bgcolor": "#533"}
-NOTE = {"color": "#432", "bgcolor": "#653"}
 
 NOTE_SYNTHESIS = f"""MasaCtrl: consistent synthesis (Cao et al., ICCV 2023)
 
@@ -57,10 +56,6 @@ As the consistent-synthesis example (image 0 = source, image 1 = target, same no
 - Apply ControlNet works on the batched positive and on the negative; model: {CONTROLNET} in models/controlnet.
 
 MasaCtrl keeps the target's look consistent with the source while ControlNet moves it into the target pose."""
-
-
-def _node(key, type_, pos, widgets=None, title=None, size=None, **extra):
-    return {"key": key, "type": type_, "pos": pos, "widgets": widgets or {}, "title": title, "size": size, **extra}
 
 
 def consistent_synthesis(pose=False):
@@ -129,6 +124,8 @@ def consistent_synthesis(pose=False):
 WORKFLOWS = {
     "masactrl_consistent_synthesis": lambda: consistent_synthesis(pose=False),
     "masactrl_pose_controlnet": lambda: consistent_synthesis(pose=True),
+    "masactrl_mask_guided_synthesis": mask_guided_synthesis,
+    "masactrl_real_photo_editing": real_photo_editing,
 }
 
 # Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.
@@ -188,7 +185,7 @@ def _placeholder_inputs(base: Path):
     (base / "models" / "checkpoints" / CHECKPOINT).touch()
     (base / "models" / "controlnet" / CONTROLNET).touch()
 
-    for name in (SOURCE_POSE, TARGET_POSE):
+    for name in (SOURCE_POSE, TARGET_POSE, PHOTO):
         Image.new("RGB", (64, 64)).save(base / "input" / name)
 
 

@@ -159,10 +159,18 @@ def test_layer_map_read_from_real_sd15_and_sdxl_unets(comfy):
                 channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_middle=10,
                 transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], context_dim=2048, num_head_channels=64,
                 num_heads=-1, use_linear_in_transformer=True, adm_in_channels=2816, num_classes="sequential")
-    for config, expected in ((dict(COMMON_UNET, **SD15_FULL_UNET), SD1_LAYERS), (sdxl, SDXL_LAYERS)):
+    from masactrl_suite.nodes.masks import capture_sites
+
+    all_parts = ("encoder", "middle", "decoder")
+    # Mask maps at 1/4 of the latent: SD1.5's 16x16 layers at 512 px, as the reference's `N == 16 * 16`.
+    quarter = {"sd15": [4, 5, 7, 8, 9], "sdxl": list(range(4, 64))}
+    for name, config, expected in (("sd15", dict(COMMON_UNET, **SD15_FULL_UNET), SD1_LAYERS),
+                                   ("sdxl", sdxl, SDXL_LAYERS)):
         with torch.device("meta"):
             unet = UNetModel(**config, device="meta")
         assert layer_map_of(unet) == expected
+        assert sorted(capture_sites(unet, 2, all_parts)) == quarter[name]
+    assert sorted(capture_sites(unet, 1, ("decoder",))) == list(range(64, 70))  # SDXL's last level
 
 
 def test_model_without_unet_is_refused_with_a_clear_error(comfy):

@@ -27,7 +27,9 @@ from conftest import COMFYUI_PATH, PACK_DIR, comfyui_missing_reason
 WORKFLOW_DIR = PACK_DIR / "example_workflows"
 WORKFLOW_FILES = sorted(WORKFLOW_DIR.glob("*.json"))
 # name -> whether it is the ControlNet pose variant; every file must be listed here and vice versa.
-EXPECTED = {"masactrl_consistent_synthesis": False, "masactrl_pose_controlnet": True}
+SYNTHESIS = {"masactrl_consistent_synthesis": False, "masactrl_pose_controlnet": True}
+MASKS, PHOTO = "masactrl_mask_guided_synthesis", "masactrl_real_photo_editing"
+EXPECTED = {**SYNTHESIS, MASKS: False, PHOTO: False}
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
 # The folder the pack is cloned into; the server lists the templates under this name.
 PACK_FOLDER = "comfyui-masactrl-suite"
@@ -211,7 +213,7 @@ def test_explained_by_a_note(path):
     assert notes and "MasaCtrl" in notes[0]["widgets_values"][0]
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+@pytest.mark.parametrize("path", [WORKFLOW_DIR / f"{n}.json" for n in SYNTHESIS], ids=list(SYNTHESIS))
 def test_masactrl_graph(path):
     """Source prompt = batch item 0, target = item 1, same noise, MasaCtrl on the sampler's model."""
     pose = EXPECTED[path.stem]
@@ -263,6 +265,46 @@ def test_masactrl_graph(path):
     assert decode["type"] == "VAEDecode" and graph.source(decode, "samples")[0] is sampler
     assert graph.source(decode, "vae") == (checkpoint, 2)
     assert graph.one("SaveImage")["widgets_values"] == ["MasaCtrl"]
+
+
+def test_mask_guided_graph():
+    """Subject Prompts feeds the sampler and MasaCtrl Masks; Masks wraps MasaCtrl; the preview follows."""
+    graph = Graph(load(WORKFLOW_DIR / f"{MASKS}.json"))
+    sampler = graph.one("KSampler")
+    masks, _ = graph.source(sampler, "model")
+    assert masks["type"] == "MasaCtrlMasks" and masks["widgets_values"][:3] == [0.1, "1/4 (paper)", "all"]
+    assert graph.source(masks, "model")[0]["type"] == "MasaCtrlMutualSelfAttention"
+    prompts, slot = graph.source(sampler, "positive")
+    assert prompts["type"] == "MasaCtrlSubjectPrompts" and slot == 0
+    assert graph.source(masks, "subject") == (prompts, 1)
+    assert prompts["widgets_values"][2:] == ["corgi", ""]
+    seed_behavior, _ = graph.source(sampler, "latent_image")
+    assert seed_behavior["widgets_values"] == ["fixed"]
+    preview = graph.one("MasaCtrlMaskPreview")
+    assert graph.source(preview, "model")[0] is masks and graph.source(preview, "samples")[0] is sampler
+    assert graph.source(preview, "images")[0]["type"] == "VAEDecode"
+
+
+def test_real_photo_graph():
+    """Photo -> VAE Encode -> DDIM Inversion; its start latent into KSamplerAdvanced without added noise, the
+    same steps and scheduler; the model follows the inversion under MasaCtrl."""
+    graph = Graph(load(WORKFLOW_DIR / f"{PHOTO}.json"))
+    sampler = graph.one("KSamplerAdvanced")
+    add_noise, _seed, _control, steps, cfg, sampler_name, scheduler, start, end, _ = sampler["widgets_values"]
+    assert (add_noise, start, end, sampler_name) == ("disable", 0, 10000, "ddim")
+    invert, slot = graph.source(sampler, "latent_image")
+    assert invert["type"] == "MasaCtrlDDIMInversion" and slot == 0
+    inv_steps, inv_cfg, inv_scheduler, batch = invert["widgets_values"]
+    assert (inv_steps, inv_scheduler, batch) == (steps, scheduler, 2)
+    encode, _ = graph.source(invert, "latent")
+    assert encode["type"] == "VAEEncode" and graph.source(encode, "pixels")[0]["type"] == "LoadImage"
+    masactrl, _ = graph.source(sampler, "model")
+    assert masactrl["type"] == "MasaCtrlMutualSelfAttention"
+    follow, _ = graph.source(masactrl, "model")
+    assert follow["type"] == "MasaCtrlFollowInversion" and graph.source(follow, "inversion") == (invert, 1)
+    batched, _ = graph.source(sampler, "positive")
+    assert batched["type"] == "MasaCtrlBatchConditioning"
+    assert graph.source(batched, "source")[0] is graph.source(invert, "positive")[0]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -389,16 +431,19 @@ def load_in_page(page, name, workflow=None):
 
 
 def shrink(prompt: dict) -> dict:
-    """64 px and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the last step)."""
+    """64 px and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the last step). The
+    test UNet has two resolution levels, so its maps come from the lower one (1/2)."""
     prompt = copy.deepcopy(prompt)
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "EmptyLatentImage":
             inputs.update(width=64, height=64)
-        elif node["class_type"] == "KSampler":
+        elif node["class_type"] in ("KSampler", "KSamplerAdvanced", "MasaCtrlDDIMInversion"):
             inputs.update(steps=2)
         elif node["class_type"] == "MasaCtrlMutualSelfAttention":
             inputs.update(start_step=1)
+        elif node["class_type"] == "MasaCtrlMasks":
+            inputs.update(map_resolution="1/2")
     return prompt
 
 
@@ -455,7 +500,7 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
     assert not page.errors, page.errors
 
     prompt = shrink(result["prompt"])
-    assert {n["class_type"] for n in prompt.values()} >= {"MasaCtrlMutualSelfAttention", "MasaCtrlBatchConditioning"}
+    assert "MasaCtrlMutualSelfAttention" in {n["class_type"] for n in prompt.values()}
     entry = run_prompt(server, prompt)
     status = entry["status"]
     errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
@@ -469,3 +514,6 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
     for image in images:
         with Image.open(server.base / "output" / image["subfolder"] / image["filename"]) as png:
             assert png.size == (64, 64)
+    previews = [i for i, n in prompt.items() if n["class_type"] == "MasaCtrlMaskPreview"]
+    for preview in previews:  # one map per image and word ("corgi" in source and target)
+        assert len(entry["outputs"][preview]["images"]) == 2
