@@ -55,9 +55,8 @@ def prompt_subject(tokenizer, prompt: str, words: str) -> PromptSubject:
     def tokens(text):
         ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
         special = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-        strings = tokenizer.convert_ids_to_tokens(ids)
         return PromptTokens.from_chunks([[(i,) for i in ids]], special,
-                                        lambda t: strings[ids.index(t)].endswith("</w>"))
+                                        lambda t: tokenizer.convert_ids_to_tokens(t).endswith("</w>"))
 
     prompt_tokens = tokens(prompt)
     parsed = parse_words(words, "words")

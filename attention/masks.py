@@ -82,19 +82,22 @@ def masked_mutual_attention(q, k, v, heads: int, source_rows: torch.Tensor, sour
     if upcast:
         q, k, v = q.float(), k.float(), v.float()
     k, v = k.index_select(0, source_rows), v.index_select(0, source_rows)
-    m = len(masked_rows)
-    lowest = torch.finfo(q.dtype).min
+    masked_rows = masked_rows.to(q.device)
+    unmasked = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
+    unmasked[masked_rows] = False
+    plain_rows = unmasked.nonzero().flatten()  # sources (and targets without masks): one plain pass each
+    p, m = len(plain_rows), len(masked_rows)
     fg = source_fg.to(q.device)
-    zero, low = torch.zeros((), dtype=q.dtype, device=q.device), torch.full((), lowest, dtype=q.dtype, device=q.device)
-    bias_fg, bias_bg = torch.where(fg, zero, low), torch.where(fg, low, zero)
-    plain = torch.zeros(q.shape[0], k.shape[1], dtype=q.dtype, device=q.device)
-    bias = torch.cat([plain, bias_fg, bias_bg])[:, None, None, :]  # broadcast over heads and queries
-    rows = torch.cat([torch.arange(q.shape[0], device=q.device), masked_rows, masked_rows])
+    zero, low = (torch.full((), value, dtype=q.dtype, device=q.device) for value in (0.0, torch.finfo(q.dtype).min))
+    plain_bias = torch.zeros(p, k.shape[1], dtype=q.dtype, device=q.device)
+    bias = torch.cat([plain_bias, torch.where(fg, zero, low), torch.where(fg, low, zero)])[:, None, None, :]
+    rows = torch.cat([plain_rows, masked_rows, masked_rows])
     qh, kh, vh = (split_heads(t.index_select(0, rows), heads) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias)
+    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias)  # bias broadcasts over heads and queries
     b, _, n, d = out.shape
     out = out.transpose(1, 2).reshape(b, n, heads * d)
-    plain_out, out_fg, out_bg = out[:q.shape[0]], out[q.shape[0]:q.shape[0] + m], out[q.shape[0] + m:]
+    out_plain, out_fg, out_bg = out[:p], out[p:p + m], out[p + m:]
     weight = target_weight.to(out)[..., None]
     blended = out_fg * weight + out_bg * (1 - weight)
-    return plain_out.index_copy(0, masked_rows, blended).to(dtype)
+    result = torch.empty(q.shape[0], n, heads * d, dtype=out.dtype, device=out.device)
+    return result.index_copy(0, plain_rows, out_plain).index_copy(0, masked_rows, blended).to(dtype)

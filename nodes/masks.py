@@ -20,8 +20,8 @@ MAP_RESOLUTIONS = {"1/4 (paper)": 2, "1/2": 1, "1/1": 0, "1/8": 3}
 MAP_LAYERS = {"all": ("encoder", "middle", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
 
 
-def _prompt_tokens(clip, text: str) -> PromptTokens:
-    tokens = clip.tokenize(text)
+def _prompt_tokens(clip, tokens) -> PromptTokens:
+    """PromptTokens of clip.tokenize()'s output."""
     key = next(iter(tokens))  # SDXL has two encoders with the same token layout; any one will do
     tokenizer = getattr(clip.tokenizer, f"clip_{key}")
     special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token}
@@ -29,10 +29,12 @@ def _prompt_tokens(clip, text: str) -> PromptTokens:
                                     lambda t: tokenizer.inv_vocab.get(t, "</w>").endswith("</w>"))
 
 
-def prompt_subject(clip, prompt: str, words_text: str, field: str) -> PromptSubject:
-    prompt_tokens = _prompt_tokens(clip, prompt)
+def prompt_subject(clip, prompt: str, tokens, words_text: str, field: str) -> PromptSubject:
+    """The subject words of `prompt`, whose clip.tokenize() output is `tokens`."""
+    prompt_tokens = _prompt_tokens(clip, tokens)
     words = parse_words(words_text, field)
-    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, w), w, prompt, field) for w in words)
+    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, clip.tokenize(w)), w, prompt, field)
+                      for w in words)
     return PromptSubject(words, positions, len(prompt_tokens))
 
 
@@ -61,11 +63,12 @@ class SubjectPrompts(io.ComfyNode):
     def execute(cls, clip, source_prompt, target_prompt, source_words, target_words) -> io.NodeOutput:
         if clip is None:
             raise RuntimeError("Subject Prompts: the clip input is None; load a checkpoint that contains a text encoder.")
-        subject = Subject(prompt_subject(clip, source_prompt, source_words, "source_words"),
-                          prompt_subject(clip, target_prompt, target_words or source_words,
+        source_tokens, target_tokens = clip.tokenize(source_prompt), clip.tokenize(target_prompt)
+        subject = Subject(prompt_subject(clip, source_prompt, source_tokens, source_words, "source_words"),
+                          prompt_subject(clip, target_prompt, target_tokens, target_words or source_words,
                                          "target_words" if target_words else "source_words (used for the target)"))
         encode = clip.encode_from_tokens_scheduled
-        conditioning = batch_conditioning(encode(clip.tokenize(source_prompt)), encode(clip.tokenize(target_prompt)))
+        conditioning = batch_conditioning(encode(source_tokens), encode(target_tokens))
         return io.NodeOutput(conditioning, subject)
 
 

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule
-from masactrl_suite.attention.diffusers_adapter import attach_masactrl, mask_guidance
+from masactrl_suite.attention.diffusers_adapter import attach_masactrl, mask_guidance, prompt_subject
 from masactrl_suite.attention.mask_guidance import MaskGuidance
 from masactrl_suite.attention.masks import CapturedMaps, MaskError, masked_mutual_attention
 from masactrl_suite.attention.words import (PromptSubject, PromptTokens, Subject, SubjectWordError, find_word,
                                             parse_words)
-from test_diffusers_adapter import (DTYPE, TEXT_DIM, ReferenceMasaCtrlProcessor, build_tiny_sd15_unet,
+from test_diffusers_adapter import (DTYPE, SD1_TOKENIZER, TEXT_DIM, ReferenceMasaCtrlProcessor, build_tiny_sd15_unet,
                                     ddim_sample_with_cfg, sd15_ddim)
 
 TOLERANCE = 1e-8  # float64 throughout, as in test_diffusers_adapter
@@ -252,6 +252,18 @@ def test_word_list_parsing_and_context_repeats():
     assert subject.positions_in_context(154, 0) == [2, 3, 79, 80]
     with pytest.raises(SubjectWordError, match="not a whole number"):
         subject.positions_in_context(100, 0)
+
+
+def test_words_with_a_transformers_clip_tokenizer():
+    if not (SD1_TOKENIZER / "vocab.json").is_file():
+        pytest.skip(f"no SD1 tokenizer files at {SD1_TOKENIZER} (ComfyUI's comfy/sd1_tokenizer); set COMFYUI_PATH")
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(SD1_TOKENIZER), model_max_length=77)
+    subject = prompt_subject(tokenizer, "masactrl, a corgi and a Corgi", "masactrl, corgi")
+    assert subject.positions == ((1, 2, 3, 4), (7, 10)) and subject.length == 77
+    with pytest.raises(SubjectWordError, match="'cat' is not in the prompt"):
+        prompt_subject(tokenizer, "a corgi", "cat")
 
 
 # ----------------------------------------------------------------------------------------------
