@@ -1,4 +1,6 @@
-"""MasaCtrl's attention core: pure torch, no ComfyUI import. See control.py for the entry point."""
+"""The pure-torch core, no ComfyUI import: MasaCtrl's mutual self-attention (entry point: control.py) and the
+algorithms around it (inversion.py, tiles.py for grid sampling, repaint.py, canvas.py for pixel operations).
+The comfyui_* and diffusers_* modules are the thin adapters."""
 from .control import MutualSelfAttentionControl
 from .layers import SD1_LAYERS, SDXL_LAYERS, UNetLayerMap
 from .mutual import BatchLayout, BatchLayoutError, mutual_self_attention, step_index

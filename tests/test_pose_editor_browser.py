@@ -1,0 +1,343 @@
+"""The pose editor in a real headless Chromium (Debian's chromium driven by playwright).
+
+1. On a plain page served from a temporary folder by Python's http.server (no ComfyUI): the editor
+   component (web/pose_editor_ui.js with pose_model.js and pose_draw.js) mounted in a div; real mouse
+   drags and key presses; the serialised pose checked after each edit. Runs in CI.
+2. In the real ComfyUI (ComfyServer, a subprocess; skipped without a checkout): the example workflow
+   masactrl_pose_repair loaded in the front end, a person added and a joint dragged in the node's widget,
+   the graph run, and the rendered pose image checked for the edit.
+Skipped, with the reason, without /usr/bin/chromium or the playwright package.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import COMFYUI_PATH, PACK_DIR, comfyui_missing_reason
+
+W, H = 256, 384
+BODY = [(128, 60), (128, 100), (100, 100), (92, 150), (88, 200), (156, 100), (164, 150), (168, 200), (112, 200),
+        (110, 270), (108, 340), (144, 200), (146, 270), (148, 340), (122, 52), (134, 52), (116, 56), None]
+KNEE = 12  # left knee, drawn in COLORS[12] = blue
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>pose editor</title><link rel="icon" href="data:,"></head>
+<body style="margin: 0; background: #222">
+<div id="host" style="width: 640px; height: 600px"></div>
+<script type="module">
+import { PoseEditorUI } from "./web/pose_editor_ui.js";
+import * as poseModel from "./web/pose_model.js";
+window.changes = [];
+window.leaked = [];  // keys that reached the window: the editor must keep the ones it handles
+window.addEventListener("keydown", (e) => window.leaked.push(e.key));
+window.poseModel = poseModel;
+window.editor = new PoseEditorUI(document.getElementById("host"), { onChange: (v) => window.changes.push(v) });
+window.ready = true;
+</script>
+</body></html>
+"""
+
+
+def pose_text(body=BODY):
+    person = {"pose_keypoints_2d": [v for p in body for v in ((*p, 1.0) if p else (0.0, 0.0, 0.0))],
+              "face_keypoints_2d": None, "hand_left_keypoints_2d": None, "hand_right_keypoints_2d": None}
+    return json.dumps([{"people": [person], "canvas_width": W, "canvas_height": H}])
+
+
+def browser_missing_reason() -> str | None:
+    from comfy_harness import CHROMIUM_PATH
+
+    if not os.access(CHROMIUM_PATH, os.X_OK):
+        return f"no chromium at {CHROMIUM_PATH} (apt-get install chromium) for the browser tests"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install playwright; no `playwright install`)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = browser_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The page and the pack's web/ folder, served over HTTP on 127.0.0.1 (ES modules need it)."""
+    root = Path(tempfile.mkdtemp(prefix="masactrl-pose-page-"))
+    (root / "web").symlink_to(PACK_DIR / "web", target_is_directory=True)
+    (root / "index.html").write_text(PAGE)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(browser, site):
+    tab = browser.new_page(viewport={"width": 800, "height": 700})
+    tab.errors = []
+    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+    tab.on("console", lambda m: m.type == "error" and tab.errors.append(m.text))
+    tab.goto(site)
+    tab.wait_for_function("() => window.ready === true", timeout=10_000)
+    yield tab
+    tab.close()
+
+
+@pytest.fixture
+def editor(page):
+    """The editor with a fresh document holding one person (as a saved workflow would)."""
+    page.evaluate("(text) => { editor.load(text); window.changes = []; window.leaked = []; }", pose_text())
+    yield page
+    assert not page.errors, page.errors
+
+
+def saved(page, person=0):
+    return json.loads(page.evaluate("editor.value"))[0]["people"][person]["pose_keypoints_2d"]
+
+
+def point(page, index, person=0):
+    return page.evaluate(f"editor.screenPoint({person}, 'body', {index})")
+
+
+def pixel(page, x, y):
+    """The canvas colour at client position (x, y)."""
+    return page.evaluate("""([x, y]) => {
+      const c = editor.canvas, r = c.getBoundingClientRect(), k = c.width / r.width;
+      return [...c.getContext('2d').getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k), 1, 1).data];
+    }""", [x, y])
+
+
+def drag(page, start, dx, dy):
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(start["x"] + dx, start["y"] + dy, steps=6)
+    page.mouse.up()
+
+
+def test_drag_a_joint(editor):
+    scale = editor.evaluate("editor.view.scale")
+    knee = point(editor, KNEE)
+    assert pixel(editor, knee["x"], knee["y"])[:3] == [0, 0, 255]  # drawn in its OpenPose colour
+    drag(editor, knee, 30, 24)
+    x, y, c = saved(editor)[3 * KNEE:3 * KNEE + 3]
+    assert (x, y, c) == pytest.approx((146 + 30 / scale, 270 + 24 / scale, 1), abs=0.01)
+    assert saved(editor)[:3] == [128, 60, 1]  # nothing else moved
+    assert len(editor.evaluate("window.changes")) == 1  # one change per drag, not per mouse move
+    moved = point(editor, KNEE)
+    assert pixel(editor, moved["x"], moved["y"])[:3] == [0, 0, 255]
+
+
+def test_delete_a_point_with_the_key_and_undo_redo(editor):
+    ankle = point(editor, 13)
+    editor.mouse.click(ankle["x"], ankle["y"])
+    editor.keyboard.press("Delete")
+    assert saved(editor)[39:42] == [0, 0, 0]
+    assert "Delete" not in editor.evaluate("window.leaked")  # ComfyUI would delete the node
+    drag(editor, point(editor, KNEE), -20, 0)
+    editor.keyboard.press("Control+z")
+    assert saved(editor)[36:39] == [146, 270, 1] and saved(editor)[39:42] == [0, 0, 0]
+    editor.keyboard.press("Control+z")
+    assert saved(editor)[39:42] == [148, 340, 1]
+    editor.keyboard.press("Control+y")
+    assert saved(editor)[39:42] == [0, 0, 0]
+    assert set(editor.evaluate("window.leaked")) <= {"Control"}  # a bare modifier does nothing in ComfyUI
+
+
+def test_hide_and_restore_a_single_point(editor):
+    wrist = point(editor, 4)
+    editor.mouse.click(wrist["x"], wrist["y"])
+    editor.keyboard.press("h")
+    assert saved(editor)[12:15] == [88, 200, 0]  # hidden: place kept, confidence 0 (missing to every consumer)
+    assert pixel(editor, wrist["x"], wrist["y"])[:3] != [170, 255, 0]
+    editor.keyboard.press("r")
+    assert saved(editor)[12:15] == [88, 200, 1]
+    # a deleted point comes back through the list of the person's missing points
+    editor.keyboard.press("Delete")
+    assert editor.evaluate("[...editor.restoreChoice.options].map((o) => o.textContent)") == ["right wrist",
+                                                                                              "left ear"]
+    editor.select_option("select[title^='Missing']", label="left ear")
+    editor.click("button[data-action=restorePoint]")
+    x, y, c = saved(editor)[51:54]
+    assert c == 1 and 128 < x < 200 and 0 < y < 150  # by the head, on the left side
+
+
+def test_add_mirror_and_remove_people(editor):
+    editor.click("button[data-action=addPerson]")
+    people = json.loads(editor.evaluate("editor.value"))[0]["people"]
+    assert len(people) == 2 and all(v == 1 for v in people[1]["pose_keypoints_2d"][2::3])
+    editor.keyboard.press("Escape")
+    shoulder = point(editor, 2)  # right shoulder of person 0
+    editor.mouse.click(shoulder["x"], shoulder["y"])
+    editor.keyboard.press("m")
+    mirrored = saved(editor)
+    # about the person's centre x (88 + 168) / 2 = 128; the right shoulder is now the old left one, flipped
+    assert mirrored[6:9] == [256 - 156, 100, 1] and mirrored[15:18] == [256 - 100, 100, 1]
+    editor.keyboard.press("x")
+    assert len(json.loads(editor.evaluate("editor.value"))[0]["people"]) == 1
+    editor.keyboard.press("n")
+    assert len(json.loads(editor.evaluate("editor.value"))[0]["people"]) == 2
+
+
+def test_nudge_with_arrow_keys(editor):
+    knee = point(editor, KNEE)
+    editor.mouse.click(knee["x"], knee["y"])
+    editor.keyboard.press("ArrowRight")
+    editor.keyboard.press("Shift+ArrowUp")
+    assert saved(editor)[36:39] == [147, 260, 1]
+
+
+def test_malformed_saved_pose_shows_a_message_and_an_empty_pose(editor):
+    for text in ("{not json", json.dumps([{"people": [{"pose_keypoints_2d": [1, 2, 3]}], "canvas_width": 64,
+                                                      "canvas_height": 64}]), json.dumps({"people": []})):
+        editor.evaluate("(t) => editor.load(t)", text)
+        status = editor.inner_text(".mpe-status")
+        assert status.startswith("The saved pose could not be read") and "empty pose" in status
+        assert json.loads(editor.evaluate("editor.value")) == [{"people": [], "canvas_width": 512,
+                                                                "canvas_height": 512}]
+    editor.keyboard.press("n")  # still editable
+    assert len(json.loads(editor.evaluate("editor.value"))[0]["people"]) == 1
+    assert "could not be read" not in editor.inner_text(".mpe-status")
+
+
+def test_input_pose_edits_and_reset(editor):
+    """No edits: the value is "" (the node passes its input on); edits survive a new input until Reset."""
+    detected = json.loads(pose_text())
+    editor.evaluate("""(frames) => { editor.load(''); editor.setInput(poseModel.parsePose(frames),
+                                                                     { canvas: [512, 768] }); }""", detected)
+    assert editor.evaluate("editor.value") == ""
+    assert editor.evaluate("editor.doc.frame.people[0].body[12]") == [292, 540, 1]  # scaled to the image canvas
+    drag(editor, point(editor, KNEE), 10, 0)
+    assert json.loads(editor.evaluate("editor.value"))[0]["canvas_width"] == 512
+    detected[0]["people"] = []
+    editor.evaluate("(f) => editor.setInput(poseModel.parsePose(f), { canvas: [512, 768] })", detected)
+    assert "input changed" in editor.inner_text(".mpe-status") and editor.evaluate("editor.value") != ""
+    editor.click("button[data-action=reset]")
+    assert editor.evaluate("editor.value") == "" and editor.evaluate("editor.doc.frame.people.length") == 0
+
+
+def test_model_reads_and_writes_what_python_does(page):
+    """Normalised comfyui_controlnet_aux JSON -> pixels, the same numbers as nodes/pose_format.py."""
+    normalised = [{"people": [{"pose_keypoints_2d": [v for p in BODY for v in ((p[0] / W, p[1] / H, 1.0) if p
+                                                                              else (0.0, 0.0, 0.0))]}],
+                   "canvas_width": W, "canvas_height": H}]
+    written = page.evaluate("(v) => poseModel.serialisePose(poseModel.parsePose(v))", normalised)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("masactrl_pose_format", PACK_DIR / "nodes" / "pose_format.py")
+    fmt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fmt)
+    ours = fmt.parse_pose_keypoint(normalised)[0]["people"][0]["pose_keypoints_2d"]
+    assert written[0]["people"][0]["pose_keypoints_2d"] == pytest.approx(ours)
+    assert written[0]["people"][0]["hand_left_keypoints_2d"] is None
+    assert fmt.parse_pose_keypoint(written) == fmt.parse_pose_keypoint(normalised)
+    error = page.evaluate("() => { try { poseModel.parsePose('[]'); } catch (e) { return e.message; } }")
+    assert "empty list" in error
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inside the real ComfyUI: the example workflow, edited through the widget, run
+
+
+@pytest.fixture(scope="module")
+def comfy_page(browser):
+    """A ComfyUI server (subprocess) with random-weight models under the workflow's names and the pack in a
+    folder of another name; its front end open in the module's chromium."""
+    reason = comfyui_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    sys.path.insert(0, str(PACK_DIR / "scripts"))
+    import screenshot_pose_editor as shots
+
+    from comfy_harness import ComfyServer
+
+    base = Path(tempfile.mkdtemp(prefix="masactrl-pose-comfy-"))
+    try:
+        # in a subprocess: ComfyUI's start-up runs asyncio, which playwright's running loop forbids here
+        subprocess.run([sys.executable, str(Path(shots.__file__)), "--prepare", str(base)], check=True,
+                       env={**os.environ, "COMFYUI_PATH": str(COMFYUI_PATH)}, timeout=300)
+        with ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=shots.PACK_FOLDER) as server:
+            server.post("/settings/Comfy.TutorialCompleted", True)
+            tab = browser.new_page(viewport={"width": 1600, "height": 1000})
+            tab.errors = []
+            tab.goto(server.url)
+            tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
+                                  " && window.LiteGraph?.registered_node_types?.MasaCtrlPoseEditor)", timeout=90_000)
+            tab.on("pageerror", lambda error: tab.errors.append(str(error)))  # after the front end's own start
+            tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+            yield tab, server, shots
+            tab.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_example_workflow_edited_in_comfyui_renders_the_edit(comfy_page):
+    page, server, shots = comfy_page
+    editor = f"{shots.editor_node(page)}.masactrlPoseEditor"
+    assert shots.load_workflow(page) == 17
+    page.wait_for_timeout(500)
+    assert not page.locator(".p-toast-message").all_inner_texts()  # e.g. "Invalid workflow against zod schema"
+    first = shots.run_and_wait(page, server)
+    assert first["status"]["status_str"] == "success", f"{first['status']}\n{server.log_tail()}"
+    # the node received the detection (random weights: nobody) and the extended photo behind it
+    page.wait_for_function(f"{editor}.background !== null && {editor}.input !== null")
+    assert page.evaluate(f"{editor}.doc.frame.width") == 128 and page.evaluate(f"{editor}.doc.frame.height") == 128
+    shots.focus_editor(page)
+    shots.add_person_and_edit(page)
+    knee = page.evaluate(f"{editor}.doc.frame.people[0].body[12]")
+    assert knee[0] > 64 + 0.07 * 77 + 5  # moved right of the template's place (canvas centre + 0.07 * size)
+    # the edit is the node's saved value: in the workflow, and in the prompt
+    workflow = json.loads(page.evaluate("JSON.stringify(app.graph.serialize())"))
+    node = next(n for n in workflow["nodes"] if n["type"] == "MasaCtrlPoseEditor")
+    assert json.loads(node["widgets_values"][0]) == json.loads(page.evaluate(f"{editor}.value"))
+    second = shots.run_and_wait(page, server)
+    assert second["status"]["status_str"] == "success", f"{second['status']}\n{server.log_tail()}"
+    preview = next(i for i, n in second["prompt"][2].items() if n["class_type"] == "PreviewImage")
+    image = second["outputs"][preview]["images"][0]
+    from PIL import Image
+
+    with Image.open(server.base / image["type"] / image["subfolder"] / image["filename"]) as png:
+        rendered = png.convert("RGB")
+    assert rendered.size == (128, 128)
+    assert rendered.getpixel((int(knee[0]), int(knee[1]))) == (0, 0, 255)  # the left knee where it was dragged
+    saved = next(i for i, n in second["prompt"][2].items() if n["class_type"] == "SaveImage")
+    assert second["outputs"][saved]["images"]  # ControlNet inpainting ran to the end
+    assert not page.errors, page.errors
+
+
+def test_malformed_saved_pose_in_comfyui_keeps_the_graph(comfy_page):
+    page, server, shots = comfy_page
+    workflow = json.loads((PACK_DIR / "example_workflows" / f"{shots.WORKFLOW}.json").read_text())
+    node = next(n for n in workflow["nodes"] if n["type"] == "MasaCtrlPoseEditor")
+    node["widgets_values"] = ['[{"people": [{"pose_keypoints_2d": [1, 2]}]}']
+    assert shots.load_workflow(page, json.dumps(workflow)) == 17
+    status = page.locator(".masactrl-pose-editor .mpe-status").inner_text()
+    assert status.startswith("The saved pose could not be read")
+    assert json.loads(page.evaluate(f"{shots.editor_node(page)}.widgets[0].value"))[0]["people"] == []
+    assert not page.errors, page.errors
