@@ -1,5 +1,5 @@
 """Node and link lists of the issue-4 examples (photo completion): complete a cropped photo, BLIP captions as
-prompts, grid sampling of a tall canvas, RePaint + Paste Back. Used by export_example_workflows.py, which
+prompts, the canvas and its masks, grid sampling of a tall canvas, RePaint + Paste Back. Used by export_example_workflows.py, which
 builds them in the real front end, exports them and screenshots them as thumbnails."""
 from __future__ import annotations
 
@@ -203,6 +203,42 @@ def grid_outpaint():
         ("sampler", "LATENT", "decode", "samples"),
         ("ckpt", "VAE", "decode", "vae"),
         ("decode", "IMAGE", "save", "images"),
+    ]
+    return {"nodes": nodes, "links": links}
+
+
+NOTE_CANVAS = f"""MasaCtrl Suite: Extend Canvas, the canvas and its masks
+
+Put a photo in ComfyUI/input as {CROPPED_PHOTO}. No model needed.
+
+- Extend Canvas adds 256 px at the bottom (mode pixels; or target size / target aspect such as 2:3 with anchor top). Canvas sides are rounded up to multiples of 8; the photo's pixels are copied unchanged.
+- fill: what the new area starts as (edge, mirror, blur, noise).
+- mask: the new area plus seam_band px of the photo, then a linear feather into it: for Set Latent Noise Mask, RePaint and Paste Back.
+- new_area: exactly the added pixels."""
+
+
+def extend_canvas():
+    C0, C1, C2, C3 = 0, 420, 820, 1180
+    nodes = [
+        _node("note", "Note", [C0, 0], {"text": NOTE_CANVAS}, "About this workflow", [380, 360], **NOTE),
+        _node("photo", "LoadImage", [C0, 420], {"image": CROPPED_PHOTO}, "The photo", [315, 314]),
+        _node("canvas", "MasaCtrlExtendCanvas", [C1, 0],
+              {"mode": "pixels", "left": 0, "top": 0, "right": 0, "bottom": 256, "target_width": 768,
+               "target_height": 1024, "aspect": "2:3", "anchor": "top", "fill": "blur", "feather": 32,
+               "seam_band": 8, "seed": 0}, "Extend Canvas: 256 px downwards", [340, 420], **PHOTO_NODES),
+        _node("mask_image", "MaskToImage", [C2, 0], title="mask as an image"),
+        _node("area_image", "MaskToImage", [C2, 120], title="new_area as an image"),
+        _node("save", "SaveImage", [C3, 0], {"filename_prefix": "MasaCtrl_canvas"}, "The canvas", [360, 420]),
+        _node("mask_preview", "PreviewImage", [C3 + 400, 0], title="mask", size=[300, 420]),
+        _node("area_preview", "PreviewImage", [C3 + 740, 0], title="new_area", size=[300, 420]),
+    ]
+    links = [
+        ("photo", "IMAGE", "canvas", "image"),
+        ("canvas", "image", "save", "images"),
+        ("canvas", "mask", "mask_image", "mask"),
+        ("canvas", "new_area", "area_image", "mask"),
+        ("mask_image", "IMAGE", "mask_preview", "images"),
+        ("area_image", "IMAGE", "area_preview", "images"),
     ]
     return {"nodes": nodes, "links": links}
 

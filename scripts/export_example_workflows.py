@@ -28,7 +28,7 @@ from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E4
 from example_graphs_masks import (CHECKPOINT, NEGATIVE, NOTE, PHOTO, POSITIVE, _node,  # noqa: E402
                                   mask_guided_synthesis, real_photo_editing)
 from example_graphs_photo import (BLIP_MODEL, CROPPED_PHOTO, MASKED_PHOTO, blip_caption,  # noqa: E402
-                                  complete_cropped_photo, grid_outpaint, repaint_harmonise)
+                                  complete_cropped_photo, extend_canvas, grid_outpaint, repaint_harmonise)
 from example_graphs_pose import POSE_PHOTO, pose_repair  # noqa: E402
 
 OUT_DIR = PACK_DIR / "example_workflows"
@@ -134,11 +134,12 @@ WORKFLOWS = {
     "masactrl_complete_cropped_photo": complete_cropped_photo,
     "masactrl_blip_caption": blip_caption,
     "masactrl_grid_outpaint": grid_outpaint,
+    "masactrl_extend_canvas": extend_canvas,
     "masactrl_repaint_harmonise": repaint_harmonise,
 }
 # Workflows that get a <name>.jpg thumbnail (a screenshot of the graph), listed by the Templates dialog.
 THUMBNAILS = {"masactrl_complete_cropped_photo", "masactrl_blip_caption", "masactrl_grid_outpaint",
-              "masactrl_repaint_harmonise"}
+              "masactrl_extend_canvas", "masactrl_repaint_harmonise"}
 THUMBNAIL_WIDTH = 640
 
 # Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.

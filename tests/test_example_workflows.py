@@ -36,11 +36,13 @@ EXPECTED[POSE_REPAIR] = False
 # Issue 4, photo completion: run shrunk like the others (BLIP: a tiny random-weight model in models/blip).
 COMPLETE, CAPTION = "masactrl_complete_cropped_photo", "masactrl_blip_caption"
 GRID, REPAINT = "masactrl_grid_outpaint", "masactrl_repaint_harmonise"
-EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False})
+CANVAS = "masactrl_extend_canvas"
+EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False, CANVAS: False})
 # Those with a <name>.jpg thumbnail (listed by the Templates dialog), as export_example_workflows.py writes it.
-THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT]
+THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT, CANVAS]
 # What SaveImage writes when run shrunk: (images, (width, height)); the MasaCtrl examples save source + target.
-SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64))}
+SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64)),
+         CANVAS: (1, (64, 80))}
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
 # The folder the pack is cloned into; the server lists the templates under this name.
 PACK_FOLDER = "comfyui-masactrl-suite"
@@ -53,6 +55,7 @@ CORE_NODES = {
     "KSamplerAdvanced", "VAEDecode", "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "ImageBatch",
     "ImageScale", "ControlNetLoader", "ControlNetApplyAdvanced", "ConditioningCombine", "LatentFromBatch",
     "RepeatLatentBatch", "SetLatentNoiseMask", "LoadImageMask", "PreviewAny", "SamplerCustom", "BasicScheduler",
+    "MaskToImage",
 }
 WIDGET_KINDS = {"Int", "Float", "String", "Boolean", "Combo"}
 
