@@ -126,12 +126,7 @@ def main():
     lines += ["", "s/step = wall time of the node (b) or comfy.sample.sample (a, c, d) / steps; min = the least "
               "disturbed round. In (d) the source image ends at the photo's latent: max abs error "
               f"{source_error:.2e} (LATENT space, |latent| max {float(photo['samples'].abs().max()):.1f})."]
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + table + "\n")
-        print(f"\nappended to {args.out}")
+    bench_masactrl.report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,16 @@ def cpu_mem(args, key):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def report(lines: list[str], out: Path | None):
+    """Print a markdown section; with --out, APPEND it to that file (RESULTS.md keeps every run's section)."""
+    table = "\n".join(lines)
+    print("\n" + table)
+    if out:
+        with open(out, "a") as f:
+            f.write("\n" + table + "\n")
+        print(f"\nappended to {out}")
+
+
 def ratio(x, base):
     return f"{x / base:.2f}x" if base > 0 else "n/a"
 
@@ -199,12 +209,7 @@ def main():
                      f"| {peaks[k]:.0f} | {ratio(peaks[k], peaks['a'])} |")
     lines += ["", f"s/step = wall time of comfy.sample.sample / steps. {mem_note}; resident before sampling "
               f"(model): {resident:.0f} MiB. The output diff shows the patch acted (none in (b) with <= 4 steps)."]
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.out:
-        with args.out.open("a") as f:  # RESULTS.md keeps every section; add a heading above the new table
-            f.write("\n" + table + "\n")
-        print(f"\nwritten to {args.out}")
+    report(lines, args.out)
 
 
 if __name__ == "__main__":

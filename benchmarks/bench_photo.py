@@ -144,12 +144,7 @@ def main():
         lines.append(f"| j={schedule[0]}, r={schedule[1]} | {denoising_steps(steps, *schedule)} | "
                      f"{evaluations[schedule]} | {median:.2f} | {median / base:.2f}x | "
                      f"{median / evaluations[schedule]:.3f} |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + table + "\n")
-        print(f"\nappended to {args.out}")
+    bench_masactrl.report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,33 @@ def save_sd15_controlnet(path, unet: dict = SD15_SMALL_UNET):
     return path
 
 
+def progress_updates(run) -> list[tuple]:
+    """(value, total) of every ComfyUI progress-bar update while run() runs."""
+    import comfy.utils
+
+    seen, old_hook = [], comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
+    try:
+        run()
+    finally:
+        comfy.utils.set_progress_bar_global_hook(old_hook)
+    return seen
+
+
+def stops_when_interrupted(run) -> bool:
+    """Whether run() raises ComfyUI's InterruptProcessingException while Cancel is pressed."""
+    import comfy.model_management as mm
+
+    mm.interrupt_current_processing(True)
+    try:
+        run()
+    except mm.InterruptProcessingException:
+        return True
+    finally:
+        mm.interrupt_current_processing(False)
+    return False
+
+
 class _Server:
     """The few members PromptExecutor uses of PromptServer."""
     client_id = None

@@ -146,23 +146,11 @@ def test_model_is_managed_and_offloaded_by_comfyui(blip, monkeypatch):
 
 
 def test_progress_per_chunk_and_interruption(blip):
-    import comfy.model_management as mm
-    import comfy.utils
+    from comfy_harness import progress_updates, stops_when_interrupted
     from masactrl_suite.nodes.blip_model import caption_images
 
-    seen, old_hook = [], comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
-    try:
-        caption_images(blip.model, blip.images, "", 2, 12, 1, chunk=2)
-    finally:
-        comfy.utils.set_progress_bar_global_hook(old_hook)
-    assert seen == [(2, 3), (3, 3)]
-    mm.interrupt_current_processing(True)
-    try:
-        with pytest.raises(mm.InterruptProcessingException):
-            caption(blip)
-    finally:
-        mm.interrupt_current_processing(False)
+    assert progress_updates(lambda: caption_images(blip.model, blip.images, "", 2, 12, 1, chunk=2)) == [(2, 3), (3, 3)]
+    assert stops_when_interrupted(lambda: caption(blip))
 
 
 def test_model_folders_listed(blip):

@@ -264,21 +264,16 @@ def test_tiles_per_call_follow_free_memory(grid_denoiser):
 
 
 def test_input_model_is_not_changed_and_interrupt_stops_the_tile_loop(sd, grid_denoiser):
-    import comfy.model_management
     import comfy.patcher_extension
+    from comfy_harness import stops_when_interrupted
 
     before = {k: dict(v) for k, v in sd.model.wrappers.items()}
     patched = grid(sd)
     assert {k: dict(v) for k, v in sd.model.wrappers.items()} == before
     assert patched.get_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "masactrl_grid_sampling")
     model = LocalModel()
-    comfy.model_management.interrupt_current_processing(True)
-    try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException):
-            grid_denoiser(16, 8, per_batch=1)(model, torch.zeros(1, 4, 24, 40), torch.ones(1), torch.zeros(1, 5, 8),
-                                              None, None, {"cond_or_uncond": [0]})
-    finally:
-        comfy.model_management.interrupt_current_processing(False)
+    assert stops_when_interrupted(lambda: grid_denoiser(16, 8, per_batch=1)(
+        model, torch.zeros(1, 4, 24, 40), torch.ones(1), torch.zeros(1, 5, 8), None, None, {"cond_or_uncond": [0]}))
     assert model.calls == []
 
 

@@ -280,23 +280,10 @@ def test_input_model_unchanged_and_reruns_identical(sd, inverted):
 
 
 def test_inversion_reports_progress_and_stops_when_interrupted(sd):
-    import comfy.model_management
-    import comfy.utils
+    from comfy_harness import progress_updates, stops_when_interrupted
 
-    seen = []
-    old_hook = comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
-    try:
-        invert(sd, steps=4)
-    finally:
-        comfy.utils.set_progress_bar_global_hook(old_hook)
-    assert seen == [(i, 4) for i in range(1, 5)]
-    comfy.model_management.interrupt_current_processing(True)
-    try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException):
-            invert(sd, steps=4)
-    finally:
-        comfy.model_management.interrupt_current_processing(False)
+    assert progress_updates(lambda: invert(sd, steps=4)) == [(i, 4) for i in range(1, 5)]
+    assert stops_when_interrupted(lambda: invert(sd, steps=4))
 
 
 def test_v_prediction_is_accepted_and_flow_models_are_refused(sd):

@@ -153,23 +153,11 @@ def test_resampling_changes_the_result_and_seeds_reproduce(sd):
 
 
 def test_progress_covers_the_resampled_schedule_and_interrupt_stops_it(sd):
-    import comfy.model_management
-    import comfy.utils
+    from comfy_harness import progress_updates, stops_when_interrupted
 
-    seen = []
-    old_hook = comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
-    try:
-        repaint_node(sd, steps=4, jump=2, resamplings=3)  # 12 reverse steps on a 4-step bar
-    finally:
-        comfy.utils.set_progress_bar_global_hook(old_hook)
-    assert seen == [(i, 4) for i in range(1, 5)]
-    comfy.model_management.interrupt_current_processing(True)
-    try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException):
-            repaint_node(sd)
-    finally:
-        comfy.model_management.interrupt_current_processing(False)
+    # 12 reverse steps on a 4-step bar
+    assert progress_updates(lambda: repaint_node(sd, steps=4, jump=2, resamplings=3)) == [(i, 4) for i in range(1, 5)]
+    assert stops_when_interrupted(lambda: repaint_node(sd))
 
 
 def test_bad_inputs_name_the_input_and_the_fix(sd):
