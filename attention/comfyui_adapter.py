@@ -127,3 +127,23 @@ def patch_model(model_patcher, control: MutualSelfAttentionControl, fallback_att
     for block_name, block_id, transformer_index in control.active_sites:
         model_patcher.set_model_attn1_replace(attn1, block_name, block_id, transformer_index)
     return model_patcher
+
+
+def installed_patches(model_patcher) -> dict:
+    """site -> the MasaCtrl attn1 patch installed there (duck-typed: a second import of the pack counts too)."""
+    transformer_options = model_patcher.model_options.get("transformer_options", {})
+    replaced = transformer_options.get("patches_replace", {}).get("attn1", {})
+    return {site: patch for site, patch in replaced.items()
+            if hasattr(patch, "fallback_attention") and hasattr(patch, "control")}
+
+
+def replace_control(model_patcher, control: MutualSelfAttentionControl | None):
+    """A clone of a MasaCtrl-patched model whose MasaCtrl patches follow `control` instead (None: removed).
+    Other packs' attn1 patches and MasaCtrl Masks' settings stay as they are."""
+    installed = installed_patches(model_patcher)
+    fallback = next(iter(installed.values())).fallback_attention
+    clone = model_patcher.clone()
+    replaced = clone.model_options["transformer_options"]["patches_replace"]["attn1"]
+    for site in installed:
+        del replaced[site]
+    return clone if control is None else patch_model(clone, control, fallback)

@@ -12,6 +12,8 @@ from .masactrl import MasaCtrl
 from .masks import MaskGuidanceNode, MaskPreview, SubjectPrompts
 from .pose import OpenPoseDetect, PoseEditor, PoseRender
 from .repaint import RePaint, RePaintSampler
+from .scores import AlignmentScoresNode, ScoreModelLoader
+from .sweep import ScheduleSweep
 
 # One line per capability, in the order the node menu should list them.
 NODES: list[type[io.ComfyNode]] = [
@@ -22,6 +24,7 @@ NODES: list[type[io.ComfyNode]] = [
     ExtendCanvas, PasteBack,
     BLIPLoader, BLIPCaption,
     GridSampling, RePaint, RePaintSampler,
+    ScoreModelLoader, AlignmentScoresNode, ScheduleSweep,
 ]
 
 

@@ -3,24 +3,20 @@ loaded under ComfyUI's model management, and the captioning itself. transformers
 not when ComfyUI starts."""
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.utils
-import folder_paths
-import numpy as np
 import torch
+
+from . import hf_folders
 
 FOLDER = "blip"
 HUB_MODELS = "Salesforce/blip-image-captioning-large (or -base)"
 # What a folder needs, as (what, any one of these files).
 REQUIRED_FILES = (
     ("the model's config", ("config.json",)),
-    ("the weights", ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                     "pytorch_model.bin.index.json")),
+    ("the weights", hf_folders.WEIGHTS),
     ("the image processor's config", ("preprocessor_config.json", "processor_config.json")),
     ("the tokenizer's vocabulary", ("vocab.txt", "tokenizer.json")),
 )
@@ -29,121 +25,46 @@ EXPECTED = ("config.json, model.safetensors (or pytorch_model.bin), preprocessor
 CHUNK = 8  # images per generate() call
 LOADER = "Load BLIP Caption Model"
 
-# Appended, not made the default: a `blip:` entry of extra_model_paths.yaml (read before custom nodes) keeps its place.
-folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
-
-
-def search_folders() -> list[str]:
-    """The BLIP model folders: models/blip and those of extra_model_paths.yaml."""
-    return folder_paths.get_folder_paths(FOLDER)
-
-
-def _models_under(root: str, rel: str = "", depth: int = 1):
-    """Sub-folders holding a config.json (down to org/name and the Hugging Face cache's snapshots/<hash>);
-    a top-level folder with none is listed too, so that choosing it says which files are missing."""
-    try:
-        names = sorted(n for n in os.listdir(os.path.join(root, rel)) if not n.startswith("."))
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(rel, name) if rel else name
-        if not os.path.isdir(os.path.join(root, path)):
-            continue
-        if os.path.isfile(os.path.join(root, path, "config.json")):
-            yield path.replace(os.sep, "/")
-            continue
-        inner = list(_models_under(root, path, depth + 1)) if depth < 3 else []
-        yield from inner if inner else ([path.replace(os.sep, "/")] if depth == 1 else [])
+hf_folders.register(FOLDER)
 
 
 def model_folders() -> dict[str, str]:
-    """name -> full path of every BLIP model folder found; the first search folder wins a name."""
-    found = {}
-    for root in search_folders():
-        for name in _models_under(root):
-            found.setdefault(name, os.path.join(root, name))
-    return found
+    """name -> full path of every BLIP model folder found in models/blip (and extra_model_paths.yaml's)."""
+    return hf_folders.model_folders(FOLDER)
 
 
 def missing_model_message(name: str | None) -> str:
     what = "no BLIP captioning model was found" if name is None else f"the BLIP model '{name}' was not found"
-    return (f"{LOADER}: {what}. Searched: {', '.join(search_folders())}. Download "
+    folders = hf_folders.search_folders(FOLDER)
+    return (f"{LOADER}: {what}. Searched: {', '.join(folders)}. Download "
             f"{HUB_MODELS} from Hugging Face into a sub-folder there, e.g. "
-            f"{os.path.join(search_folders()[0], 'blip-image-captioning-large')}, with {EXPECTED}; then refresh "
+            f"{os.path.join(folders[0], 'blip-image-captioning-large')}, with {EXPECTED}; then refresh "
             "ComfyUI (press R) and choose it in model_name.")
 
 
-def missing_files(path: str) -> list[str]:
-    """What `path` lacks of REQUIRED_FILES, one entry per missing part."""
-    present = set(os.listdir(path))
-    return [" or ".join(files) + f" ({what})" for what, files in REQUIRED_FILES if not present & set(files)]
-
-
-@dataclass
-class BlipCaptioner:
-    """A loaded BLIP: the model inside a ModelPatcher (so ComfyUI loads and offloads it), its processor."""
-    patcher: comfy.model_patcher.ModelPatcher
-    processor: object
-    path: str
+class BlipCaptioner(hf_folders.ManagedModel):
+    """A loaded BLIP captioner and its processor."""
 
     @property
     def blip(self):
-        return self.patcher.model.blip
-
-
-class _BlipHolder(torch.nn.Module):
-    # ModelPatcher writes model.device, a read-only property on transformers models: hold the model instead.
-    def __init__(self, blip, device):
-        super().__init__()
-        self.blip = blip
-        self.device = device
-
-
-def _read_config(path: str) -> dict:
-    missing = missing_files(path) if os.path.isdir(path) else ["every file: the folder does not exist"]
-    if missing:
-        raise FileNotFoundError(f"{LOADER}: the BLIP folder {path} is missing {'; '.join(missing)}. Download all "
-                                f"files of {HUB_MODELS} from Hugging Face into it: {EXPECTED}.")
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as error:
-        raise ValueError(f"{LOADER}: {path}/config.json is not valid JSON ({error}); download it again from "
-                         f"{HUB_MODELS}.") from None
+        return self.model
 
 
 def load_blip(path: str) -> BlipCaptioner:
-    config = _read_config(path)
+    config = hf_folders.read_config(path, REQUIRED_FILES, LOADER, f"all files of {HUB_MODELS} ({EXPECTED})")
     architectures = config.get("architectures") or ["BlipForConditionalGeneration"]
     if config.get("model_type") != "blip" or "BlipForConditionalGeneration" not in architectures:
         raise ValueError(f"{LOADER}: {path} holds a {config.get('model_type')} model ({', '.join(architectures)}), "
                          f"not a BLIP captioning model (BlipForConditionalGeneration); use {HUB_MODELS}.")
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    load_device, offload_device = mm.get_torch_device(), mm.text_encoder_offload_device()
-    if mm.vram_state == mm.VRAMState.NO_VRAM:  # ComfyUI would stream only its own layers' weights; BLIP's are torch's
-        load_device = offload_device
-    dtype = torch.float16 if mm.should_use_fp16(load_device, prioritize_performance=False) else torch.float32
     try:
         blip = BlipForConditionalGeneration.from_pretrained(path, local_files_only=True)
         processor = BlipProcessor.from_pretrained(path, local_files_only=True)
     except Exception as error:  # safetensors, tokenizers and json raise their own types for a broken file
         raise RuntimeError(f"{LOADER}: could not load the BLIP model in {path} ({error}). A file is probably "
                            f"incomplete: download {HUB_MODELS} again, all of {EXPECTED}.") from error
-    blip = blip.to(device=offload_device, dtype=dtype).eval()
-    holder = _BlipHolder(blip, offload_device)
-    patcher = comfy.model_patcher.ModelPatcher(holder, load_device=load_device, offload_device=offload_device)
-    return BlipCaptioner(patcher, processor, path)
-
-
-def to_pil(images: torch.Tensor) -> list:
-    """ComfyUI IMAGE [B, H, W, C] in 0..1 -> RGB PIL images (rounded, so Load Image's pixels come back exact)."""
-    from PIL import Image
-
-    pixels = (images[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    return [Image.fromarray(p) for p in pixels]
+    return BlipCaptioner(hf_folders.managed(blip), processor, path)
 
 
 def caption_images(captioner: BlipCaptioner, images: torch.Tensor, conditional_text: str, min_length: int,
@@ -172,7 +93,7 @@ def caption_images(captioner: BlipCaptioner, images: torch.Tensor, conditional_t
     device, blip = captioner.patcher.load_device, captioner.blip
     for start in range(0, images.shape[0], chunk):
         mm.throw_exception_if_processing_interrupted()
-        batch = to_pil(images[start:start + chunk])
+        batch = hf_folders.to_pil(images[start:start + chunk])
         pixels = captioner.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
         kwargs = {}
         if prompt is not None:

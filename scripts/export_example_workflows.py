@@ -25,6 +25,7 @@ sys.path.insert(0, str(PACK_DIR / "tests"))
 sys.path.insert(0, str(PACK_DIR / "scripts"))
 
 from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
+from example_graphs_eval import CLIP_MODEL, schedule_sweep  # noqa: E402
 from example_graphs_masks import (CHECKPOINT, NEGATIVE, NOTE, PHOTO, POSITIVE, _node,  # noqa: E402
                                   mask_guided_synthesis, real_photo_editing)
 from example_graphs_photo import (BLIP_MODEL, CROPPED_PHOTO, MASKED_PHOTO, blip_caption,  # noqa: E402
@@ -136,10 +137,11 @@ WORKFLOWS = {
     "masactrl_grid_outpaint": grid_outpaint,
     "masactrl_extend_canvas": extend_canvas,
     "masactrl_repaint_harmonise": repaint_harmonise,
+    "masactrl_schedule_sweep": schedule_sweep,
 }
 # Workflows that get a <name>.jpg thumbnail (a screenshot of the graph), listed by the Templates dialog.
 THUMBNAILS = {"masactrl_complete_cropped_photo", "masactrl_blip_caption", "masactrl_grid_outpaint",
-              "masactrl_extend_canvas", "masactrl_repaint_harmonise"}
+              "masactrl_extend_canvas", "masactrl_repaint_harmonise", "masactrl_schedule_sweep"}
 THUMBNAIL_WIDTH = 640
 
 # Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.
@@ -247,6 +249,7 @@ def _placeholder_inputs(base: Path):
     (base / "models" / "checkpoints" / CHECKPOINT).touch()
     (base / "models" / "controlnet" / CONTROLNET).touch()
     (base / "models" / "blip" / BLIP_MODEL).mkdir(parents=True)  # listed by Load BLIP Caption Model
+    (base / "models" / "clip_vision" / CLIP_MODEL).mkdir(parents=True)  # and by Load Alignment Score Models
 
     for name in (SOURCE_POSE, TARGET_POSE, PHOTO, POSE_PHOTO, CROPPED_PHOTO, MASKED_PHOTO):
         Image.new("RGB", (64, 64)).save(base / "input" / name)

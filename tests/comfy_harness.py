@@ -274,6 +274,42 @@ def save_tiny_blip(path):
     return path
 
 
+def save_tiny_clip(path, comfy_path):
+    """A CLIPModel with 2-layer, 32-wide text and vision towers, 32 px images and 16-dim embeddings, with
+    CLIP's real BPE tokenizer (ComfyUI's copy in comfy/sd1_tokenizer)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(Path(comfy_path) / "comfy" / "sd1_tokenizer"))
+    small = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPConfig(text_config=dict(small, vocab_size=len(tokenizer), max_position_embeddings=77),
+                        vision_config=dict(small, image_size=32, patch_size=8), projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(config).eval().save_pretrained(str(path))
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(str(path))
+    return Path(path)
+
+
+def save_tiny_dino(path, version: int = 2):
+    """A 2-layer, 32-wide DINO (v2: Dinov2Model; v1: ViTModel, as facebook/dino-vits16) for 32 px images."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model, ViTConfig, ViTImageProcessor, ViTModel
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    imagenet = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])  # as the real configs
+    torch.manual_seed(1)
+    if version == 2:
+        model = Dinov2Model(Dinov2Config(**small, mlp_ratio=2))
+        processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **imagenet)
+    else:
+        model = ViTModel(ViTConfig(**small, intermediate_size=37), add_pooling_layer=False)
+        processor = ViTImageProcessor(size={"height": 32, "width": 32}, **imagenet)
+    model.eval().save_pretrained(str(path))
+    processor.save_pretrained(str(path))
+    return Path(path)
+
+
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",

@@ -38,11 +38,17 @@ COMPLETE, CAPTION = "masactrl_complete_cropped_photo", "masactrl_blip_caption"
 GRID, REPAINT = "masactrl_grid_outpaint", "masactrl_repaint_harmonise"
 CANVAS = "masactrl_extend_canvas"
 EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False, CANVAS: False})
+# Issue 6, evaluation: the sweep over end_step (CLIP: a tiny random-weight model in models/clip_vision).
+SWEEP = "masactrl_schedule_sweep"
+EXPECTED[SWEEP] = False
 # Those with a <name>.jpg thumbnail (listed by the Templates dialog), as export_example_workflows.py writes it.
-THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT, CANVAS]
+THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT, CANVAS, SWEEP]
 # What SaveImage writes when run shrunk: (images, (width, height)); the MasaCtrl examples save source + target.
 SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64)),
          CANVAS: (1, (64, 80))}
+# The sweep saves its grid: 3 rows of 256 px cells (64 px images scaled up) under a header, 4 px gaps; the width
+# follows the row labels' font.
+SAVED[SWEEP] = (1, (None, 32 + 4 + 3 * (256 + 4)))
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
 # The folder the pack is cloned into; the server lists the templates under this name.
 PACK_FOLDER = "comfyui-masactrl-suite"
@@ -135,6 +141,16 @@ class Graph:
 
 def test_expected_workflows_present():
     assert sorted(_ids(WORKFLOW_FILES)) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("node_id", sorted(pack_schemas()))
+def test_every_node_has_a_help_page_naming_its_inputs(node_id):
+    """ComfyUI shows web/docs/<node id>.md as the node's help; each widget and socket is explained there."""
+    page = PACK_DIR / "web" / "docs" / f"{node_id}.md"
+    assert page.is_file(), f"no help page {page}"
+    text = page.read_text()
+    missing = [name for name, _, _ in pack_schemas()[node_id] if ":" not in name and name not in text]
+    assert not missing, f"{page.name} does not mention {missing}"
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
@@ -401,7 +417,7 @@ def server(request):
     if reason:
         pytest.skip(reason)
     request.getfixturevalue("comfy")  # ComfyUI importable in this process, to build the models
-    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet, save_tiny_blip
+    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet, save_tiny_blip, save_tiny_clip
 
     base = Path(tempfile.mkdtemp(prefix="masactrl-workflows-"))
     try:
@@ -412,6 +428,8 @@ def server(request):
             save_sd15_controlnet(base / "models" / "controlnet" / name)
         for name in {v for s in stems for v in _widget(s, "MasaCtrlBLIPLoader")}:
             save_tiny_blip(base / "models" / "blip" / name)
+        for name in {v for s in stems for v in _widget(s, "MasaCtrlScoreModelLoader")}:
+            save_tiny_clip(base / "models" / "clip_vision" / name, COMFYUI_PATH)
         (base / "input").mkdir()
         for index, name in enumerate(sorted({v for s in stems for v in _widget(s, "LoadImage")})):
             _draw_pose(base / "input" / name, arm_angle=-30 + 90 * index)
@@ -484,7 +502,7 @@ def shrink(prompt: dict) -> dict:
     """64 px (an eighth: 512 -> 64) and 2 steps for the CPU; MasaCtrl from step 1 so that it still acts (on the
     last step). The test UNet has two resolution levels, so its maps come from the lower one (1/2). Photo
     completion: 16 px of new canvas, 64 px tiles overlapping by 16 (so a 64x80 canvas takes two), the shortest
-    RePaint schedule that resamples, short greedy captions."""
+    RePaint schedule that resamples, short greedy captions; the sweep: three runs (off, end_step 1, through the end)."""
     prompt = copy.deepcopy(prompt)
     for node in prompt.values():
         inputs = node["inputs"]
@@ -503,6 +521,8 @@ def shrink(prompt: dict) -> dict:
             inputs.update(min_length=1, max_length=4, num_beams=1)
         elif node["class_type"] == "MasaCtrlMutualSelfAttention":
             inputs.update(start_step=1)
+        elif node["class_type"] == "MasaCtrlScheduleSweep":
+            inputs.update(steps=2, values="off, 1, -1")
         elif node["class_type"] == "MasaCtrlMasks":
             inputs.update(map_resolution="1/2")
     return prompt
@@ -588,13 +608,17 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
 
     for image in images:
         with Image.open(server.base / "output" / image["subfolder"] / image["filename"]) as png:
-            assert png.size == size
+            assert all(want in (None, got) for want, got in zip(size, png.size)), (png.size, size)
     for node_id, node in prompt.items():  # the other outputs: the caption shown, the SamplerCustom preview
         if node["class_type"] == "PreviewAny":
             (text,) = entry["outputs"][node_id]["text"]
-            assert text.endswith(", high quality") and len(text) > len(", high quality"), text
+            if path.stem == SWEEP:  # the table: a row per end_step value
+                assert text.splitlines()[0].startswith("| end_step |") and len(text.splitlines()) == 2 + 3, text
+            else:
+                assert text.endswith(", high quality") and len(text) > len(", high quality"), text
         elif node["class_type"] == "PreviewImage":
             assert len(entry["outputs"][node_id]["images"]) == 1
     previews = [i for i, n in prompt.items() if n["class_type"] == "MasaCtrlMaskPreview"]
     for preview in previews:  # one map per image and word ("corgi" in source and target)
         assert len(entry["outputs"][preview]["images"]) == 2
+

@@ -1,0 +1,155 @@
+"""Evaluation: Load Alignment Score Models (CLIP from models/clip_vision, optional DINO from models/dino) and
+Alignment Scores (consistency of each target with its source, and of each target with its prompt)."""
+from __future__ import annotations
+
+import json
+
+import torch
+from comfy_api.latest import io
+from comfy_execution.graph_utils import ExecutionBlocker
+
+from ..attention import BatchLayout
+from ..attention.scores import AlignmentScores, alignment_scores, prompts_per_image
+from .score_models import (CLIP_FOLDER, DINO_FOLDER, ScoreModels, clip_folders, clip_image_embeddings,
+                           clip_text_embeddings, dino_embeddings, dino_folders, load_clip, load_dino,
+                           missing_model_message)
+
+ScoreModels_ = io.Custom("MASACTRL_SCORE_MODELS")
+NO_CLIP = f"(no CLIP model folder in models/{CLIP_FOLDER}: see this node's help)"
+NO_DINO = "none"
+SCORES = "Alignment Scores (MasaCtrl)"
+COLUMNS = (("image_alignment", "CLIP image"), ("text_alignment", "CLIP text"), ("dino_alignment", "DINO image"))
+PROMPTS_TOOLTIP = ("The prompts the images were made with, one per line: one line per image of the batch (sources "
+                   "included), one per target, or a single line for every target.")
+
+
+def score_images(models: ScoreModels, images: torch.Tensor, owner: list[int], prompts: list[str | None]):
+    """CLIP (and DINO) scores of one image batch."""
+    clip_images = clip_image_embeddings(models.clip, images)
+    given = [p for p in prompts if p is not None]
+    clip_texts = clip_text_embeddings(models.clip, given) if given else None
+    dino = dino_embeddings(models.dino, images) if models.dino is not None else None
+    return alignment_scores(owner, prompts, clip_images, clip_texts, dino)
+
+
+def number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def table_columns(with_dino: bool) -> list[tuple[str, str]]:
+    """(score, column title) of the tables: DINO's only where a DINO model is loaded."""
+    return [c for c in COLUMNS if with_dino or c[0] != "dino_alignment"]
+
+
+def image_table(scores: AlignmentScores, with_dino: bool) -> str:
+    """A Markdown table: one row per image, then the mean over the targets."""
+    columns = table_columns(with_dino)
+    lines = ["| image | source | " + " | ".join(title for _, title in columns) + " | prompt |",
+             "|---|---|" + "---|" * len(columns) + "---|"]
+    for s in scores.images:
+        role = "(source)" if s.is_source else str(s.source)
+        lines.append(f"| {s.index} | {role} | " + " | ".join(number(getattr(s, m)) for m, _ in columns)
+                     + f" | {(s.prompt or '').replace('|', '/')} |")  # a | would split the row
+    lines.append("| mean of targets | | " + " | ".join(number(scores.mean(m)) for m, _ in columns) + " | |")
+    return "\n".join(lines)
+
+
+def check_score_models(models, node: str) -> ScoreModels:
+    if not hasattr(models, "clip"):  # duck-typed: the pack may be imported twice (tests)
+        raise ValueError(f"{node}: score_models is a {type(models).__name__}; connect Load Alignment Score "
+                         "Models' output.")
+    return models
+
+
+class ScoreModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        clips = list(clip_folders()) or [NO_CLIP]
+        return io.Schema(
+            node_id="MasaCtrlScoreModelLoader",
+            display_name="Load Alignment Score Models",
+            category="MasaCtrl/evaluation",
+            description=f"Load the models that score MasaCtrl results: a CLIP (Hugging Face CLIPModel folder, "
+                        f"image and text towers) from models/{CLIP_FOLDER}, and optionally DINO (DINOv2 or DINO "
+                        f"ViT folder) from models/{DINO_FOLDER}. ComfyUI loads them to the GPU when scoring and "
+                        "offloads them like its other models.",
+            inputs=[
+                io.Combo.Input("clip_name", options=clips, default=clips[0],
+                               tooltip=f"A CLIPModel folder in models/{CLIP_FOLDER}, e.g. clip-vit-large-patch14 "
+                                       "(all files of openai/clip-vit-large-patch14 from Hugging Face)."),
+                io.Combo.Input("dino_name", options=[NO_DINO] + list(dino_folders()), default=NO_DINO,
+                               tooltip=f"Optional: a DINO folder in models/{DINO_FOLDER} (facebook/dinov2-base or "
+                                       "facebook/dino-vits16) for DINO image consistency; none: CLIP only."),
+            ],
+            outputs=[ScoreModels_.Output(display_name="score_models",
+                                         tooltip="For Alignment Scores and MasaCtrl Schedule Sweep.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, clip_name=None, dino_name=None):
+        # Replaces ComfyUI's "Value not in list" with where to put which files.
+        if clip_name is not None and clip_name not in clip_folders():
+            return missing_model_message("CLIP", None if clip_name == NO_CLIP else clip_name)
+        if dino_name not in (None, NO_DINO) and dino_name not in dino_folders():
+            return missing_model_message("DINO", dino_name)
+        return True
+
+    @classmethod
+    def execute(cls, clip_name, dino_name) -> io.NodeOutput:
+        clip_path = clip_folders().get(clip_name)
+        if clip_path is None:
+            raise FileNotFoundError(missing_model_message("CLIP", None if clip_name == NO_CLIP else clip_name))
+        dino = None
+        if dino_name != NO_DINO:
+            dino_path = dino_folders().get(dino_name)
+            if dino_path is None:
+                raise FileNotFoundError(missing_model_message("DINO", dino_name))
+            dino = load_dino(dino_path)
+        return io.NodeOutput(ScoreModels(load_clip(clip_path), dino))
+
+
+class AlignmentScoresNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlAlignmentScores",
+            display_name=SCORES,
+            category="MasaCtrl/evaluation",
+            description="Score a MasaCtrl batch: consistency of each target with its source (cosine of CLIP image "
+                        "embeddings, and of DINO's where loaded) and text alignment of each target with its prompt "
+                        "(cosine of CLIP image and text embeddings). Higher is closer; the two usually trade off.",
+            inputs=[
+                ScoreModels_.Input("score_models", tooltip="From Load Alignment Score Models."),
+                io.Image.Input("images", tooltip="The decoded batch: sources and targets, as MasaCtrl sampled it."),
+                io.String.Input("prompts", multiline=True, default="", tooltip=PROMPTS_TOOLTIP),
+                io.String.Input("source_indices", default="0",
+                                tooltip="As in the MasaCtrl node: the batch indices of the sources, e.g. '0' or "
+                                        "'0,3'; every other image is scored against the nearest source before it."),
+            ],
+            outputs=[
+                io.String.Output(display_name="table", tooltip="A Markdown table: every image, then the means."),
+                io.String.Output(display_name="json", tooltip="Every score, per image and averaged, as JSON."),
+                io.Float.Output(display_name="image_alignment", tooltip="Mean CLIP image cosine, target vs source."),
+                io.Float.Output(display_name="text_alignment", tooltip="Mean CLIP text cosine, target vs prompt."),
+                io.Float.Output(display_name="dino_alignment",
+                                tooltip="Mean DINO cosine, target vs source; needs a DINO model."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, score_models, images, prompts, source_indices) -> io.NodeOutput:
+        models = check_score_models(score_models, SCORES)
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"{SCORES}: images has shape {list(images.shape)}; connect an IMAGE batch [B, H, W, C].")
+        try:
+            owner = BatchLayout.parse(source_indices).source_of(images.shape[0])
+        except ValueError as error:
+            raise ValueError(f"{SCORES}: {error}") from None
+        scores = score_images(models, images, owner, prompts_per_image(prompts, owner, SCORES))
+        summary = scores.summary()
+        dino = summary["dino_alignment"]
+        if dino is None:
+            dino = ExecutionBlocker(f"{SCORES}: dino_alignment needs a DINO model: choose one in Load Alignment "
+                                    "Score Models' dino_name.")
+        return io.NodeOutput(image_table(scores, models.dino is not None), json.dumps(scores.as_dict(), indent=1),
+                             summary["image_alignment"], summary["text_alignment"], dino)
