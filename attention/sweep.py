@@ -38,6 +38,7 @@ def _layers(token: str, base: MutualAttentionSchedule, layers: int) -> MutualAtt
     """'encoder', 'decoder+middle', 'all': every layer of those parts; 'a-b': layers a..b of every part."""
     why = (f"write part names joined by + ({', '.join(PARTS)}), 'all', or a layer range such as 10-15 "
            f"(this model has layers 0-{layers - 1})")
+    token = token.replace(" ", "")  # "encoder + decoder" as "encoder+decoder"
     if token == "all" or all(part in PARTS for part in token.split("+")):
         parts = PARTS if token == "all" else tuple(p for p in PARTS if p in token.split("+"))
         return replace(base, start_layer=0, end_layer=-1, parts=parts)

@@ -38,7 +38,7 @@ def test_each_value_changes_only_its_parameter():
 
 
 def test_layer_selection_takes_parts_or_ranges():
-    runs = settings("layers", "encoder, decoder, encoder+decoder, all, 10-10, 2-6", start_layer=10)
+    runs = settings("layers", "encoder, decoder, encoder + decoder, all, 10-10, 2 - 6", start_layer=10)
     parts = [(r.schedule.parts, r.schedule.start_layer, r.schedule.end_layer) for r in runs]
     assert parts == [(("encoder",), 0, -1), (("decoder",), 0, -1), (("encoder", "decoder"), 0, -1),
                      (("encoder", "middle", "decoder"), 0, -1), (("encoder", "middle", "decoder"), 10, 10),
