@@ -1,5 +1,5 @@
-"""MasaCtrl Suite, a ComfyUI node pack. The attention core (attention/) imports no ComfyUI, so it
-can be used from plain Python and diffusers; the nodes are imported only when ComfyUI asks."""
+"""MasaCtrl Suite, a ComfyUI node pack. The attention core (attention/) needs no ComfyUI, so it can be used
+from plain Python and diffusers; the nodes (nodes/) are imported only when ComfyUI asks."""
 
 WEB_DIRECTORY = "./web"
 

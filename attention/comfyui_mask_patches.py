@@ -1,20 +1,21 @@
-"""ComfyUI adapter for mask-guided MasaCtrl (imports nothing of ComfyUI; the node passes its functions).
+"""ComfyUI glue for mask-guided MasaCtrl (imports nothing of ComfyUI; the node passes its functions).
 
 Three pieces, all on a ModelPatcher clone:
 - attn2 replace patches at the capture layers record the cond branch's subject maps;
 - a calc_cond_batch wrapper gives every denoising evaluation fresh maps (the reference clears them
   after each step) and makes sure the cond branch runs before the uncond branch reads them;
-- the MasaCtrl attn1 patch (comfyui_adapter.MasaCtrlAttn1) finds the configuration under MASKS_KEY
+- the MasaCtrl attn1 patch (comfyui_patches.MasaCtrlAttn1) finds the configuration under MASKS_KEY
   in transformer_options, so the MasaCtrl and MasaCtrl Masks nodes work in either order.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .comfyui_adapter import MAPS_KEY, MASKS_KEY, CondMapsMissing, MasaCtrlAttn1
-from .mask_guidance import MapRecorder, MaskGuidance
-from .masks import CapturedMaps, cross_attention_probs
-from .mutual import BatchLayout, step_index
+from .comfyui_patches import MAPS_KEY, MASKS_KEY, CondMapsMissing, MasaCtrlAttn1
+from .control import BatchLayout
+from .mask_guidance import MaskGuidance
+from .schedule import step_index
+from .subject_maps import CapturedMaps, MapRecorder, record_maps
 
 WRAPPER_KEY = "masactrl_masks"
 RECORDER_KEY = "masactrl_mask_maps"
@@ -58,9 +59,8 @@ class CrossAttentionCapture:
             batch = q.shape[0] // len(chunks)
             rows = slice(chunks.index(0) * batch, (chunks.index(0) + 1) * batch)
             selection = state.selection(guidance, batch, k.shape[1], q.device)
-            probs = cross_attention_probs(q[rows], k[rows], extra_options["n_heads"], selection)
-            h, w = extra_options["activations_shape"][-2:]
-            state.maps.add(self.layer, probs, h, w)
+            record_maps(state.maps, self.layer, q[rows], k[rows], extra_options["n_heads"], selection,
+                        tuple(extra_options["activations_shape"][-2:]))
         return out
 
 

@@ -1,14 +1,15 @@
-"""Thin ComfyUI adapter: attn1 replace patches on a ModelPatcher clone. Imports nothing of ComfyUI;
-the caller passes ComfyUI's own attention function for the steps MasaCtrl leaves alone, so those
-are bit-identical to an unpatched run."""
+"""ComfyUI glue for MasaCtrl: attn1 replace patches on a ModelPatcher clone, and the model's attention
+layout read from its UNet. Imports nothing of ComfyUI: the node passes ComfyUI's own attention function
+for the steps MasaCtrl leaves alone, so those are bit-identical to an unpatched run."""
 from __future__ import annotations
 
 import torch
 
 from .control import MutualSelfAttentionControl
-from .layers import UNetLayerMap
-from .masks import masked_mutual_attention
-from .mutual import mutual_self_attention
+from .equations import mutual_self_attention
+from .mask_guidance import masked_attention
+from .schedule import UNetLayerMap
+from .subject_maps import sites_at_level
 
 # transformer_options keys: the MasaCtrl Masks configuration, and the maps of the running evaluation.
 MASKS_KEY, MAPS_KEY = "masactrl_masks", "masactrl_maps"
@@ -64,12 +65,23 @@ def attention_levels(diffusion_model) -> dict:
     return levels
 
 
-class MasaCtrlAttn1:
-    """The attn1 replacement for one site: ComfyUI passes q/k/v after the projections."""
+def capture_sites(diffusion_model, level: int, parts) -> dict:
+    """layer -> site of the cross-attention layers at resolution `level` in `parts` (MasaCtrl Masks' maps)."""
+    levels = attention_levels(diffusion_model)
+    return sites_at_level([(site, levels[site]) for site in layer_map_of(diffusion_model).sites], level, parts)
 
-    def __init__(self, control: MutualSelfAttentionControl, fallback_attention):
+
+class MasaCtrlAttn1:
+    """The attn1 replacement at MasaCtrl's sites: ComfyUI passes q/k/v after the projections.
+
+    Where another pack had already replaced attn1 at a site (`previous`), that patch still runs for
+    everything MasaCtrl leaves alone: the steps it skips, and in active steps the source rows, which
+    attend to themselves."""
+
+    def __init__(self, control: MutualSelfAttentionControl, fallback_attention, previous: dict | None = None):
         self.control = control
         self.fallback_attention = fallback_attention
+        self.previous = dict(previous or {})  # site -> the attn1 replace this patch wraps there
         self._schedule = (None, None)  # (sample_sigmas, its CPU copy): copied once per run, not per layer
 
     def _schedule_on_cpu(self, sample_sigmas):
@@ -85,56 +97,64 @@ class MasaCtrlAttn1:
                                "['sample_sigmas']); run the model through a ComfyUI sampler node.")
         # Checked in every step, not only active ones, so a bad batch fails at once.
         rows = self.control.source_rows(q.shape[0], chunks, q.device)
+        site = (extra_options["block"][0], extra_options["block"][1], extra_options["block_index"])
+        previous = self.previous.get(site)
         sigma = float(extra_options["sigmas"].max())
-        if self.control.step_is_active(sigma, self._schedule_on_cpu(extra_options["sample_sigmas"])):
-            upcast = extra_options.get("attn_precision") == torch.float32
-            if extra_options.get(MASKS_KEY) is not None:
-                out = self._masked(q, k, v, heads, chunks, rows, upcast, extra_options)
-                if out is not None:
-                    return out
-            return mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
-        return self.fallback_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
-                                       transformer_options=extra_options)
+        if not self.control.step_is_active(sigma, self._schedule_on_cpu(extra_options["sample_sigmas"])):
+            if previous is not None:
+                return previous(q, k, v, extra_options)
+            return self.fallback_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
+                                           transformer_options=extra_options)
+        upcast = extra_options.get("attn_precision") == torch.float32
+        out = None
+        guidance = extra_options.get(MASKS_KEY)
+        if guidance is not None:
+            out = self._masked(q, k, v, heads, chunks, guidance, site, upcast, extra_options)
+        if out is None:
+            out = mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
+        if previous is not None:
+            own = rows == torch.arange(len(rows), device=rows.device)  # source rows: their own keys, as unpatched
+            out = torch.where(own[:, None, None], previous(q, k, v, extra_options).to(out), out)
+        return out
 
-    def _masked(self, q, k, v, heads, chunks, rows, upcast, extra_options):
-        """Mask-guided mutual self-attention, or None where the reference runs the plain kind (automatic
-        masks before any map of this evaluation was captured)."""
-        guidance, maps = extra_options[MASKS_KEY], extra_options.get(MAPS_KEY)
-        block = extra_options["block"]
-        layer = self.control.layer_map.index_of((block[0], block[1], extra_options["block_index"]))
+    def _masked(self, q, k, v, heads, chunks, guidance, site, upcast, extra_options):
+        maps = extra_options.get(MAPS_KEY)
+        layer = self.control.layer_map.index_of(site)
         if guidance.needs_maps:
             if maps is None:
                 raise RuntimeError("MasaCtrl Masks: no cross-attention maps were captured for this model call; "
                                    "sample the model with a ComfyUI sampler node (KSampler, SamplerCustom).")
             if 0 not in extra_options["cond_or_uncond"] and maps.missing(guidance.capture_layers, layer):
                 raise CondMapsMissing()
-        batch = q.shape[0] // chunks
-        owner = self.control.layout.source_of(batch)
-        h, w = extra_options["activations_shape"][-2:]
-        masks = guidance.masks_for_layer(layer, owner, h, w, maps.maps if maps is not None else None)
-        if masks is None:
-            return None
-        source_fg, target_weight = masks
-        targets = [b for b in range(batch) if owner[b] != b]
-        masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
-        return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
-                                       target_weight[targets].repeat(chunks, 1), masked_rows, upcast=upcast)
+        size = tuple(extra_options["activations_shape"][-2:])
+        return masked_attention(self.control, guidance, q, k, v, heads, chunks, layer, size,
+                           maps.maps if maps is not None else None, upcast)
+
+
+def _attn1_replaces(model_patcher) -> dict:
+    return model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
 
 
 def patch_model(model_patcher, control: MutualSelfAttentionControl, fallback_attention):
-    """Install MasaCtrl on `model_patcher` (a clone the caller owns) at the schedule's sites only."""
-    attn1 = MasaCtrlAttn1(control, fallback_attention)
+    """Install MasaCtrl on `model_patcher` (a clone the caller owns) at the schedule's sites only, wrapping
+    another pack's attn1 replace where one is installed (a MasaCtrl patch already there is replaced)."""
+    replaced = _attn1_replaces(model_patcher)
+    previous = {}
+    for site in control.active_sites:
+        found = replaced.get(site)
+        if isinstance(found, MasaCtrlAttn1):
+            found = found.previous.get(site)
+        if found is not None:
+            previous[site] = found
+    attn1 = MasaCtrlAttn1(control, fallback_attention, previous)
     for block_name, block_id, transformer_index in control.active_sites:
         model_patcher.set_model_attn1_replace(attn1, block_name, block_id, transformer_index)
     return model_patcher
 
 
 def installed_patches(model_patcher) -> dict:
-    """site -> the MasaCtrl attn1 patch installed there (duck-typed: a second import of the pack counts too)."""
-    transformer_options = model_patcher.model_options.get("transformer_options", {})
-    replaced = transformer_options.get("patches_replace", {}).get("attn1", {})
-    return {site: patch for site, patch in replaced.items()
-            if hasattr(patch, "fallback_attention") and hasattr(patch, "control")}
+    """site -> the MasaCtrl attn1 patch installed there."""
+    return {site: patch for site, patch in _attn1_replaces(model_patcher).items() if isinstance(patch, MasaCtrlAttn1)}
 
 
 def replace_control(model_patcher, control: MutualSelfAttentionControl | None):
@@ -144,6 +164,9 @@ def replace_control(model_patcher, control: MutualSelfAttentionControl | None):
     fallback = next(iter(installed.values())).fallback_attention
     clone = model_patcher.clone()
     replaced = clone.model_options["transformer_options"]["patches_replace"]["attn1"]
-    for site in installed:
-        del replaced[site]
+    for site, patch in installed.items():
+        if site in patch.previous:
+            replaced[site] = patch.previous[site]  # another pack's patch, as it was before MasaCtrl
+        else:
+            del replaced[site]
     return clone if control is None else patch_model(clone, control, fallback)

@@ -1,18 +1,72 @@
-"""One MasaCtrl setting: the schedule, the batch layout and the model's layer map together.
+"""One MasaCtrl setting: which images are sources (BatchLayout), the schedule and the model's layer map.
 
 The adapters ask it two questions per self-attention call, both answered from what the call is
 told (the site, the sigma, the batch shape), so the same object is safe to share between runs,
-between cond and uncond calls, and between two graphs.
+between cond and uncond calls, and between two graphs. ComfyUI stacks the image batch once per
+cond/uncond chunk in whatever order and number the sampler put in a call (`cond_or_uncond`), and may
+run cond and uncond in separate calls: source rows are found per chunk, never with a blind chunk(2).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
-from .layers import UNetLayerMap
-from .mutual import BatchLayout, mutual_self_attention, step_index
-from .schedule import MutualAttentionSchedule
+from .equations import mutual_self_attention
+from .schedule import MutualAttentionSchedule, UNetLayerMap, step_index
+
+
+class BatchLayoutError(ValueError):
+    """The batch does not fit the source/target layout; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Which images of the latent batch are sources; every other image follows the nearest source
+    before it. Default: image 0 is the source, all others are its targets."""
+    sources: tuple[int, ...] = (0,)
+
+    def __post_init__(self):
+        if not self.sources or self.sources[0] != 0 or list(self.sources) != sorted(set(self.sources)):
+            raise BatchLayoutError(
+                f"MasaCtrl source_indices {list(self.sources)}: list batch indices in increasing order, "
+                "starting with 0 (every image needs a source at or before it), e.g. '0' or '0,3'.")
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchLayout":
+        try:
+            sources = tuple(int(part) for part in text.replace(" ", "").split(",") if part != "")
+        except ValueError:
+            raise BatchLayoutError(f"MasaCtrl source_indices '{text}': write batch indices separated by "
+                                   "commas, e.g. '0' or '0,3'.") from None
+        return cls(sources)
+
+    def source_of(self, batch_size: int) -> list[int]:
+        """The source index of every item of one chunk of `batch_size` images."""
+        if self.sources[-1] >= batch_size:
+            raise BatchLayoutError(
+                f"MasaCtrl source_indices {list(self.sources)} name image {self.sources[-1]}, but the latent "
+                f"batch has {batch_size} image(s): lower the indices or raise the batch size.")
+        owner = [max(s for s in self.sources if s <= i) for i in range(batch_size)]
+        if all(owner[i] == i for i in range(batch_size)):
+            raise BatchLayoutError(
+                f"MasaCtrl needs at least one target image, but the latent batch has {batch_size} image(s) "
+                f"and all are sources ({list(self.sources)}): raise the batch size (e.g. EmptyLatentImage "
+                "batch_size 2) so that a target follows the source.")
+        return owner
+
+    def gather_index(self, batch_size: int, chunks: int, device) -> torch.Tensor:
+        """Source index for every row of a UNet batch made of `chunks` stacked copies of the batch
+        (cond and uncond, in whatever order and number the sampler put in this call)."""
+        return _gather_index(self.sources, batch_size, chunks, str(device))
+
+
+@lru_cache(maxsize=64)
+def _gather_index(sources, batch_size, chunks, device):
+    owner = BatchLayout(sources).source_of(batch_size)
+    rows = [c * batch_size + s for c in range(chunks) for s in owner]
+    return torch.tensor(rows, dtype=torch.long, device=device)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Thin diffusers adapter: MasaCtrl as attention processors on a UNet2DConditionModel or a pipeline.
+"""diffusers glue: MasaCtrl as attention processors on a UNet2DConditionModel or a pipeline.
 
     handle = attach_masactrl(pipe, MutualAttentionSchedule(start_step=4, start_layer=10))
     images = pipe([source_prompt, target_prompt], latents=latents).images
@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .control import MutualSelfAttentionControl
-from .layers import PART_OF_BLOCK, UNetLayerMap
-from .mask_guidance import MaskGuidance
-from .masks import CapturedMaps, cross_attention_probs, masked_mutual_attention
-from .mutual import BatchLayout
-from .schedule import PARTS, MutualAttentionSchedule
-from .words import PromptSubject, PromptTokens, find_word, parse_words
+from .control import BatchLayout, MutualSelfAttentionControl
+from .mask_guidance import MaskGuidance, masked_attention
+from .schedule import PARTS, MutualAttentionSchedule, UNetLayerMap
+from .subject_maps import CapturedMaps, record_maps, sites_at_level
+from .subject_words import PromptSubject, PromptTokens, find_word, parse_words
 
 
 def _transformer_blocks(unet):
@@ -45,9 +43,8 @@ def mask_guidance(unet, threshold=0.1, subject=None, source_mask=None, target_ma
                   map_parts=PARTS) -> MaskGuidance:
     """MaskGuidance for this UNet; automatic maps from the cross-attention layers at resolution level
     `map_level` (2: a quarter of the latent, the paper's 16x16 at 512 px) in `map_parts`."""
-    layers = frozenset(i for i, (site, level, _) in enumerate(_transformer_blocks(unet))
-                       if level == map_level and PART_OF_BLOCK[site[0]] in map_parts)
-    return MaskGuidance(threshold, subject, source_mask, target_mask, layers)
+    layers = sites_at_level([(site, level) for site, level, _ in _transformer_blocks(unet)], map_level, map_parts)
+    return MaskGuidance(threshold, subject, source_mask, target_mask, frozenset(layers))
 
 
 def prompt_subject(tokenizer, prompt: str, words: str) -> PromptSubject:
@@ -110,19 +107,9 @@ class MasaCtrlProcessor:
         return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
 
     def _masked(self, q, k, v, heads):
-        chunks = self.state.chunks
-        batch = q.shape[0] // chunks
-        owner = self.control.layout.source_of(batch)
-        h, w = _size_at_level(self.state.latent_size, self.level)
-        masks = self.masks.masks_for_layer(self.layer, owner, h, w, self.state.maps)
-        if masks is None:
-            return None
-        source_fg, target_weight = masks
-        targets = [b for b in range(batch) if owner[b] != b]
-        rows = self.control.source_rows(q.shape[0], chunks, q.device)
-        masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
-        return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
-                                       target_weight[targets].repeat(chunks, 1), masked_rows)
+        size = _size_at_level(self.state.latent_size, self.level)
+        return masked_attention(self.control, self.masks, q, k, v, heads, self.state.chunks, self.layer, size,
+                           self.state.maps)
 
 
 class MapCaptureProcessor:
@@ -141,8 +128,7 @@ class MapCaptureProcessor:
             cond = slice(hidden_states.shape[0] - batch, None)
             q, k = attn.to_q(hidden_states[cond]), attn.to_k(encoder_hidden_states[cond])
             selection = self.masks.token_selection(self.layout.source_of(batch), k.shape[1])
-            h, w = _size_at_level(state.latent_size, self.level)
-            state.maps.add(self.layer, cross_attention_probs(q, k, attn.heads, selection), h, w)
+            record_maps(state.maps, self.layer, q, k, attn.heads, selection, _size_at_level(state.latent_size, self.level))
         return out
 
 

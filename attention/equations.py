@@ -1,76 +1,39 @@
-"""Mutual self-attention (MasaCtrl, Cao et al., ICCV 2023), on torch's fused attention.
+"""The paper's two equations (MasaCtrl, Cao et al., ICCV 2023), each next to its code, on torch's fused attention.
 
-In an active step and layer every image of a group (source included) queries the SOURCE image's
-keys and values: out_i = softmax(q_i k_src^T / sqrt(d)) v_src, per head, separately for the cond
-and the uncond half of classifier-free guidance. This is MutualSelfAttentionControl.forward of
-TencentARC/MasaCtrl; here the source's k/v are gathered per item, so one fused
-scaled_dot_product_attention call does it without materialising the attention matrix, for any
-number of groups and targets.
+Mutual self-attention (MutualSelfAttentionControl.forward of TencentARC/MasaCtrl). In an active step and
+layer every image (source included) queries its SOURCE image's keys and values, per head, separately for
+the cond and the uncond half of classifier-free guidance:
+
+    out_i = softmax(q_i k_src(i)^T / sqrt(d)) v_src(i)
+
+Mask-guided mutual self-attention (MutualSelfAttentionControlMask / ...MaskAuto). A target query reads the
+source twice, with the softmax restricted once to the source's foreground tokens M_s and once to its
+background, and the two are blended by the target's own mask M_t:
+
+    out_fg = softmax(q k_src^T / sqrt(d) + log M_s) v_src
+    out_bg = softmax(q k_src^T / sqrt(d) + log (1 - M_s)) v_src
+    out    = out_fg * M_t + out_bg * (1 - M_t)
+
+"log 0" is the reference's additive mask: the dtype's most negative finite value, so even an empty
+foreground gives the reference's numbers. The source rows k_src(i) are gathered per row, so one fused call
+does a whole UNet batch, any number of groups and targets, without materialising the attention matrix.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 
-class BatchLayoutError(ValueError):
-    """The batch does not fit the source/target layout; the message names the fix."""
-
-
-@dataclass(frozen=True)
-class BatchLayout:
-    """Which images of the latent batch are sources; every other image follows the nearest source
-    before it. Default: image 0 is the source, all others are its targets."""
-    sources: tuple[int, ...] = (0,)
-
-    def __post_init__(self):
-        if not self.sources or self.sources[0] != 0 or list(self.sources) != sorted(set(self.sources)):
-            raise BatchLayoutError(
-                f"MasaCtrl source_indices {list(self.sources)}: list batch indices in increasing order, "
-                "starting with 0 (every image needs a source at or before it), e.g. '0' or '0,3'.")
-
-    @classmethod
-    def parse(cls, text: str) -> "BatchLayout":
-        try:
-            sources = tuple(int(part) for part in text.replace(" ", "").split(",") if part != "")
-        except ValueError:
-            raise BatchLayoutError(f"MasaCtrl source_indices '{text}': write batch indices separated by "
-                                   "commas, e.g. '0' or '0,3'.") from None
-        return cls(sources)
-
-    def source_of(self, batch_size: int) -> list[int]:
-        """The source index of every item of one chunk of `batch_size` images."""
-        if self.sources[-1] >= batch_size:
-            raise BatchLayoutError(
-                f"MasaCtrl source_indices {list(self.sources)} name image {self.sources[-1]}, but the latent "
-                f"batch has {batch_size} image(s): lower the indices or raise the batch size.")
-        owner = [max(s for s in self.sources if s <= i) for i in range(batch_size)]
-        if all(owner[i] == i for i in range(batch_size)):
-            raise BatchLayoutError(
-                f"MasaCtrl needs at least one target image, but the latent batch has {batch_size} image(s) "
-                f"and all are sources ({list(self.sources)}): raise the batch size (e.g. EmptyLatentImage "
-                "batch_size 2) so that a target follows the source.")
-        return owner
-
-    def gather_index(self, batch_size: int, chunks: int, device) -> torch.Tensor:
-        """Source index for every row of a UNet batch made of `chunks` stacked copies of the batch
-        (cond and uncond, in whatever order and number the sampler put in this call)."""
-        return _gather_index(self.sources, batch_size, chunks, str(device))
-
-
-@lru_cache(maxsize=64)
-def _gather_index(sources, batch_size, chunks, device):
-    owner = BatchLayout(sources).source_of(batch_size)
-    rows = [c * batch_size + s for c in range(chunks) for s in owner]
-    return torch.tensor(rows, dtype=torch.long, device=device)
-
-
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, N, heads*d] -> [B, heads, N, d]."""
     b, n, _ = x.shape
     return x.view(b, n, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, heads, N, d] -> [B, N, heads*d]."""
+    b, heads, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, heads * d)
 
 
 def mutual_self_attention(q, k, v, heads: int, source_rows: torch.Tensor, upcast: bool = False):
@@ -83,20 +46,35 @@ def mutual_self_attention(q, k, v, heads: int, source_rows: torch.Tensor, upcast
     if upcast:  # models that need fp32 attention (e.g. SD2.x in fp16) keep it here too
         q, k, v = q.float(), k.float(), v.float()
     out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
-    b, _, n, d = out.shape
-    return out.transpose(1, 2).reshape(b, n, heads * d).to(dtype)
+    return merge_heads(out).to(dtype)
 
 
-def step_index(sigma: float, sample_sigmas: torch.Tensor, rtol: float = 1e-4) -> int:
-    """The step of the running schedule that a model call at `sigma` belongs to.
+def masked_mutual_attention(q, k, v, heads: int, source_rows: torch.Tensor, source_fg: torch.Tensor,
+                            target_weight: torch.Tensor, masked_rows: torch.Tensor, upcast: bool = False):
+    """Mutual self-attention where the rows in `masked_rows` use the source's foreground/background split.
 
-    Step i spans sigmas (s[i+1], s[i]]: a call at exactly s[i] is step i, and the extra
-    evaluations of heun, dpm_2 and the *_sde samplers at sigmas between s[i] and s[i+1] stay in
-    step i. Derived from the sigma alone, so it holds for any sampler, however often it calls the
-    model, and for truncated schedules (denoise < 1, a KSamplerAdvanced end step)."""
-    schedule = sample_sigmas.detach().float().cpu()
-    above = int((schedule > sigma * (1 + rtol)).sum())
-    last_step = max(len(schedule) - 2, 0)
-    if above < len(schedule) and abs(float(schedule[above]) - sigma) <= rtol * max(sigma, 1e-8):
-        return min(above, last_step)
-    return min(max(above - 1, 0), last_step)
+    q, k, v: [R, N, heads*d]; source_rows[i]: the row whose keys row i reads.
+    source_fg: [M, N] bool, M_s of the source keys for each masked row;
+    target_weight: [M, N] M_t, the blend weight of the fg result for each masked row's queries.
+    Other rows get plain mutual self-attention. One fused attention call does all of it."""
+    dtype = q.dtype
+    if upcast:
+        q, k, v = q.float(), k.float(), v.float()
+    k, v = k.index_select(0, source_rows), v.index_select(0, source_rows)
+    masked_rows = masked_rows.to(q.device)
+    unmasked = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
+    unmasked[masked_rows] = False
+    plain_rows = unmasked.nonzero().flatten()  # sources (and targets without masks): one plain pass each
+    p, m = len(plain_rows), len(masked_rows)
+    fg = source_fg.to(q.device)
+    zero, low = (torch.full((), value, dtype=q.dtype, device=q.device) for value in (0.0, torch.finfo(q.dtype).min))
+    plain_bias = torch.zeros(p, k.shape[1], dtype=q.dtype, device=q.device)
+    bias = torch.cat([plain_bias, torch.where(fg, zero, low), torch.where(fg, low, zero)])[:, None, None, :]
+    rows = torch.cat([plain_rows, masked_rows, masked_rows])
+    qh, kh, vh = (split_heads(t.index_select(0, rows), heads) for t in (q, k, v))
+    out = merge_heads(F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias))  # bias broadcasts over heads, queries
+    out_plain, out_fg, out_bg = out[:p], out[p:p + m], out[p + m:]
+    weight = target_weight.to(out)[..., None]
+    blended = out_fg * weight + out_bg * (1 - weight)
+    result = out.new_empty(q.shape[0], *out.shape[1:])
+    return result.index_copy(0, plain_rows, out_plain).index_copy(0, masked_rows, blended).to(dtype)

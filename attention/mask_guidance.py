@@ -1,14 +1,20 @@
-"""Where the masks of mask-guided MasaCtrl come from, per self-attention layer: the user's MASK inputs,
-or the subject words' cross-attention maps of the current evaluation (MaskAuto). Also the recording of
-those maps per step, for the preview node."""
+"""Mask-guided MasaCtrl in one self-attention call: where the masks come from, per layer (the user's MASK
+inputs, or the subject words' cross-attention maps of the current evaluation: MaskAuto), and the masked
+call itself, shared by the ComfyUI and diffusers glue, which only read the call's facts from their framework."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from .masks import CapturedMaps, MaskError, normalise, resize_nearest
-from .words import Subject
+from .control import MutualSelfAttentionControl
+from .equations import masked_mutual_attention
+from .subject_maps import CapturedMaps, normalise, resize_nearest
+from .subject_words import Subject
+
+
+class MaskError(ValueError):
+    """A mask input that cannot be used; the message names the input and the fix."""
 
 
 def _check_user_mask(mask, name):
@@ -103,21 +109,18 @@ def _batch_picker(mask, count, name, what):
     return (lambda i: 0) if mask.shape[0] == 1 else (lambda i: i)
 
 
-@dataclass
-class MapRecorder:
-    """The subject maps of the latest sampling run, one entry per step (the full-step aggregate over the
-    captured layers, which is what the decoder layers use), for the preview node."""
-    steps: dict = field(default_factory=dict)  # step -> ([B, W, h, w] per-word maps, words per image)
-
-    def reset(self):
-        self.steps = {}
-
-    def record(self, step: int, maps: CapturedMaps, words: list[tuple[str, ...]]):
-        found = maps.aggregate()
-        if found is None:
-            return
-        agg, h, w = found  # [B, h*w, W]
-        self.steps[step] = (agg.transpose(1, 2).reshape(agg.shape[0], agg.shape[2], h, w).cpu(), words)
-
-    def last_step(self) -> int | None:
-        return max(self.steps) if self.steps else None
+def masked_attention(control: MutualSelfAttentionControl, guidance: MaskGuidance, q, k, v, heads: int, chunks: int,
+                layer: int, size: tuple[int, int], maps: CapturedMaps | None, upcast: bool = False):
+    """Mask-guided mutual self-attention over a batch of `chunks` stacked copies of the image batch, at a layer
+    of `size` (h, w); None where automatic masks have no map yet (the reference then runs the plain kind)."""
+    batch = q.shape[0] // chunks
+    owner = control.layout.source_of(batch)
+    masks = guidance.masks_for_layer(layer, owner, *size, maps)
+    if masks is None:
+        return None
+    source_fg, target_weight = masks
+    targets = [b for b in range(batch) if owner[b] != b]
+    rows = control.source_rows(q.shape[0], chunks, q.device)
+    masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
+    return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
+                                   target_weight[targets].repeat(chunks, 1), masked_rows, upcast=upcast)

@@ -1,9 +1,4 @@
-"""Mask-guided mutual self-attention (MasaCtrl's MutualSelfAttentionControlMask and ...MaskAuto).
-
-A target query attends to the source's keys twice: once with the softmax restricted to the source's
-foreground tokens and once to its background tokens; the two results are blended by the target's own
-mask: out = out_fg * m_t + out_bg * (1 - m_t). Restriction is the reference's additive mask (0 or the
-dtype's most negative finite value), so even degenerate masks give the reference's numbers.
+"""Subject maps: the cross-attention of the subject's words, captured while sampling, for MaskAuto's masks.
 
 Automatic masks come from cross-attention maps captured during the same denoising evaluation: the
 probabilities of the subject's tokens, averaged over heads and over the captured layers seen so far,
@@ -18,11 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .mutual import split_heads
-
-
-class MaskError(ValueError):
-    """A mask input that cannot be used; the message names the input and the fix."""
+from .equations import split_heads
+from .schedule import PART_OF_BLOCK
 
 
 def resize_nearest(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -70,34 +62,57 @@ class CapturedMaps:
         return torch.stack([m for m, _, _ in found]).mean(0), h, w
 
 
-def masked_mutual_attention(q, k, v, heads: int, source_rows: torch.Tensor, source_fg: torch.Tensor,
-                            target_weight: torch.Tensor, masked_rows: torch.Tensor, upcast: bool = False):
-    """Mutual self-attention where the rows in `masked_rows` use the source's foreground/background split.
+def record_maps(maps: CapturedMaps, layer: int, q_cond, k_cond, heads: int, selection: torch.Tensor,
+                size: tuple[int, int]):
+    """Add the cond branch's subject-word probabilities of one cross-attention layer to `maps`."""
+    maps.add(layer, cross_attention_probs(q_cond, k_cond, heads, selection), *size)
 
-    q, k, v: [R, N, heads*d]; source_rows[i]: the row whose keys row i reads.
-    source_fg: [M, N] bool, the foreground of the source keys for each masked row;
-    target_weight: [M, N] blend weight of the fg result for each masked row's queries.
-    Other rows get plain mutual self-attention. One fused attention call does all of it."""
-    dtype = q.dtype
-    if upcast:
-        q, k, v = q.float(), k.float(), v.float()
-    k, v = k.index_select(0, source_rows), v.index_select(0, source_rows)
-    masked_rows = masked_rows.to(q.device)
-    unmasked = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
-    unmasked[masked_rows] = False
-    plain_rows = unmasked.nonzero().flatten()  # sources (and targets without masks): one plain pass each
-    p, m = len(plain_rows), len(masked_rows)
-    fg = source_fg.to(q.device)
-    zero, low = (torch.full((), value, dtype=q.dtype, device=q.device) for value in (0.0, torch.finfo(q.dtype).min))
-    plain_bias = torch.zeros(p, k.shape[1], dtype=q.dtype, device=q.device)
-    bias = torch.cat([plain_bias, torch.where(fg, zero, low), torch.where(fg, low, zero)])[:, None, None, :]
-    rows = torch.cat([plain_rows, masked_rows, masked_rows])
-    qh, kh, vh = (split_heads(t.index_select(0, rows), heads) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias)  # bias broadcasts over heads and queries
-    b, _, n, d = out.shape
-    out = out.transpose(1, 2).reshape(b, n, heads * d)
-    out_plain, out_fg, out_bg = out[:p], out[p:p + m], out[p + m:]
-    weight = target_weight.to(out)[..., None]
-    blended = out_fg * weight + out_bg * (1 - weight)
-    result = torch.empty(q.shape[0], n, heads * d, dtype=out.dtype, device=out.device)
-    return result.index_copy(0, plain_rows, out_plain).index_copy(0, masked_rows, blended).to(dtype)
+
+def sites_at_level(site_levels: list[tuple[tuple, int]], level: int, parts) -> dict:
+    """layer -> site of the cross-attention layers at resolution `level` (0: the latent's size, 1: half, ...)
+    in `parts`; site_levels lists (site, level) in MasaCtrl's layer order."""
+    return {i: site for i, (site, at) in enumerate(site_levels) if at == level and PART_OF_BLOCK[site[0]] in parts}
+
+
+@dataclass
+class MapRecorder:
+    """The subject maps of the latest sampling run, one entry per step (the full-step aggregate over the
+    captured layers, which is what the decoder layers use), for the preview node."""
+    steps: dict = field(default_factory=dict)  # step -> ([B, W, h, w] per-word maps, words per image)
+
+    def reset(self):
+        self.steps = {}
+
+    def record(self, step: int, maps: CapturedMaps, words: list[tuple[str, ...]]):
+        found = maps.aggregate()
+        if found is None:
+            return
+        agg, h, w = found  # [B, h*w, W]
+        self.steps[step] = (agg.transpose(1, 2).reshape(agg.shape[0], agg.shape[2], h, w).cpu(), words)
+
+    def last_step(self) -> int | None:
+        return max(self.steps) if self.steps else None
+
+
+def heat(maps: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] in 0..1 -> [N, H, W, 3], a blue-to-red colour ramp that reads at a glance."""
+    x = maps.clamp(0, 1)[..., None]
+    centres = torch.tensor([0.75, 0.5, 0.25])
+    return (1.5 - (4 * x - 4 * centres).abs()).clamp(0, 1)
+
+
+def preview(maps: torch.Tensor, words: list[tuple[str, ...]], height: int, width: int, threshold: float,
+            images: torch.Tensor | None = None):
+    """What the Mask Preview shows of one recorded step: maps [B, W, h, w] of the words of each image ->
+    (heat maps [N, height, width, 3] over `images` where given, masks [N, height, width], picked (image, word))
+    with one entry per image and word. Each map is min-max normalised on its own; masks use the threshold."""
+    picked = [(b, w) for b in range(maps.shape[0]) for w in range(len(words[b]))]
+    per_word = torch.stack([maps[b, w] for b, w in picked])
+    flat = normalise(per_word.flatten(1)).view_as(per_word)[:, None]
+    smooth = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    masks = (F.interpolate(flat, size=(height, width), mode="nearest")[:, 0] >= threshold).float()
+    shown = heat(smooth)
+    if images is not None:
+        base = F.interpolate(images.movedim(-1, 1), size=(height, width), mode="bilinear").movedim(1, -1)
+        shown = 0.5 * base[[b % base.shape[0] for b, _ in picked]].cpu() + 0.5 * shown
+    return shown, masks, picked

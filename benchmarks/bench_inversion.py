@@ -55,7 +55,7 @@ def main():
     args, bench_args = parse_args()
     torch, models, _, attention = bench_masactrl.setup(bench_args)
     import comfy.sample
-    from masactrl_suite.nodes.inversion import DDIMInversionNode, FollowInversionNode
+    from masactrl_suite.nodes.real_photo_nodes import DDIMInversionNode, FollowInversionNode
 
     cuda = bench_args.device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -79,11 +79,11 @@ def setup(args):
     from comfy.ldm.modules.attention import optimized_attention
     from comfy_harness import SD15_FULL_UNET, build_sd15_model
     from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
-    from masactrl_suite.attention.comfyui_adapter import layer_map_of, patch_model
-    from masactrl_suite.attention.comfyui_masks import patch_masks
+    from masactrl_suite.attention.comfyui_patches import layer_map_of, patch_model
+    from masactrl_suite.attention.comfyui_mask_patches import patch_masks
     from masactrl_suite.attention.mask_guidance import MaskGuidance
-    from masactrl_suite.attention.words import PromptSubject, Subject
-    from masactrl_suite.nodes.masks import capture_sites
+    from masactrl_suite.attention.subject_words import PromptSubject, Subject
+    from masactrl_suite.attention.comfyui_patches import capture_sites
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     _, base = build_sd15_model(SD15_FULL_UNET, dtype=dtype)
@@ -91,11 +91,11 @@ def setup(args):
                                              offload_device=mm.unet_offload_device())
     layer_map = layer_map_of(model.get_model_object("diffusion_model"))
 
-    def masactrl(schedule):  # exactly what the MasaCtrl node does (nodes/masactrl.py)
+    def masactrl(schedule):  # exactly what the MasaCtrl node does (nodes/masactrl_nodes.py)
         control = MutualSelfAttentionControl(schedule, BatchLayout.parse("0"), layer_map)
         return patch_model(model.clone(), control, optimized_attention)
 
-    def masked(patched):  # exactly what the MasaCtrl Masks node does (nodes/masks.py), subject = token 5
+    def masked(patched):  # exactly what the MasaCtrl Masks node does (nodes/mask_nodes.py), subject = token 5
         sites = capture_sites(model.get_model_object("diffusion_model"), 2, ("encoder", "middle", "decoder"))
         word = PromptSubject(("subject",), ((5,),), 77)
         guidance = MaskGuidance(0.1, Subject(word, word), capture_layers=frozenset(sites))

@@ -62,10 +62,10 @@ def main():
     torch, models, _, attention = bench_masactrl.setup(bench_args)
     import comfy.patcher_extension
     import comfy.sample
-    from masactrl_suite.attention.repaint import denoising_steps
-    from masactrl_suite.attention.tiles import plan_tiles
-    from masactrl_suite.nodes.grid import GridSampling
-    from masactrl_suite.nodes.repaint import RePaint
+    from masactrl_suite.completion.repaint import denoising_steps
+    from masactrl_suite.completion.tiles import plan_tiles
+    from masactrl_suite.nodes.grid_nodes import GridSampling
+    from masactrl_suite.nodes.repaint_nodes import RePaint
 
     sync = torch.cuda.synchronize if bench_args.device == "cuda" else (lambda: None)
     plain, tile, overlap = models["a"], args.tile, args.tile // 4

@@ -74,11 +74,12 @@ def main():
     torch, models, _, attention = bench_masactrl.setup(bench_args)
     import comfy.sample
     import comfy.utils
-    from masactrl_suite.attention.comfyui_adapter import replace_control
-    from masactrl_suite.attention.sweep import sweep_settings
-    from masactrl_suite.nodes.score_models import ScoreModels, load_clip
-    from masactrl_suite.nodes.scores import score_images
-    from masactrl_suite.nodes.sweep import ScheduleSweep, decode, masactrl_control
+    from masactrl_suite.attention.comfyui_patches import replace_control
+    from masactrl_suite.evaluation.sweep_settings import sweep_settings
+    from masactrl_suite.model_files.score_models import ScoreModels, load_clip
+    from masactrl_suite.model_files.score_models import score_images
+    from masactrl_suite.nodes.sweep_nodes import ScheduleSweep
+    from masactrl_suite.evaluation.comfyui_sweep import decode, masactrl_control
 
     comfy.utils.PROGRESS_BAR_ENABLED = False  # no tqdm bars in the sweep either, as in the runs by hand
     folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))

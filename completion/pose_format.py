@@ -165,3 +165,13 @@ def render_frame(frame: dict, width: int | None = None, height: int | None = Non
             if wanted and points:
                 draw(canvas, points)
     return canvas
+
+
+def rescale(frame: dict, width: int | None, height: int | None) -> dict:
+    """The frame moved onto a width x height canvas (unchanged for None)."""
+    if width is None or (width, height) == (frame["canvas_width"], frame["canvas_height"]):
+        return frame
+    sx, sy = width / frame["canvas_width"], height / frame["canvas_height"]
+    people = [{part: None if values is None else [v * (sx, sy, 1)[i % 3] for i, v in enumerate(values)]
+               for part, values in person.items()} for person in frame["people"]]
+    return {"people": people, "canvas_width": width, "canvas_height": height}

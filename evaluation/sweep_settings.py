@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .layers import UNetLayerMap
-from .schedule import PARTS, MutualAttentionSchedule, ScheduleError
+from ..attention.schedule import PARTS, MutualAttentionSchedule, ScheduleError, UNetLayerMap
 
 OFF = "off"  # a run without MasaCtrl: the plain-synthesis end of the trade-off
 STEP_PARAMETERS = ("end_step", "start_step", "step_interval")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import comfy.model_management as mm
 import torch
 
+from ..evaluation.scores import alignment_scores
 from . import hf_folders
 
 CLIP_FOLDER = "clip_vision"  # ComfyUI's own folder for CLIP image models
@@ -118,3 +119,12 @@ def dino_embeddings(dino: EmbeddingModel, images: torch.Tensor) -> torch.Tensor:
     """[B, D] DINO embeddings: the class token after the final layer norm (DreamBooth's DINO score)."""
     return torch.cat([dino.model(pixel_values=pixels).last_hidden_state[:, 0].float().cpu()
                       for pixels in dino.pixel_batches(images)])
+
+
+def score_images(models: ScoreModels, images: torch.Tensor, owner: list[int], prompts: list[str | None]):
+    """CLIP (and DINO) scores of one image batch."""
+    clip_images = clip_image_embeddings(models.clip, images)
+    given = [p for p in prompts if p is not None]
+    clip_texts = clip_text_embeddings(models.clip, given) if given else None
+    dino = dino_embeddings(models.dino, images) if models.dino is not None else None
+    return alignment_scores(owner, prompts, clip_images, clip_texts, dino)

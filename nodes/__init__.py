@@ -1,26 +1,24 @@
 """ComfyUI nodes (V3 schema), one module per capability."""
+from comfy_api.v0_0_2 import ComfyExtension, io
 from typing_extensions import override
 
-from comfy_api.latest import ComfyExtension, io
-
-from .blip import BLIPCaption, BLIPLoader
-from .canvas import ExtendCanvas, PasteBack
-from .conditioning import BatchConditioning
-from .grid import GridSampling
-from .inversion import DDIMInversionNode, FollowInversionNode
-from .masactrl import MasaCtrl
-from .masks import MaskGuidanceNode, MaskPreview, SubjectPrompts
-from .pose import OpenPoseDetect, PoseEditor, PoseRender
-from .repaint import RePaint, RePaintSampler
-from .scores import AlignmentScoresNode, ScoreModelLoader
-from .sweep import ScheduleSweep
+from .canvas_nodes import ExtendCanvas, PasteBack
+from .caption_nodes import BLIPCaption, BLIPLoader
+from .grid_nodes import GridSampling
+from .masactrl_nodes import BatchConditioning, MasaCtrl
+from .mask_nodes import MaskGuidanceNode, MaskPreview, SubjectPrompts
+from .pose_nodes import OpenPoseDetect, OpenPoseLoader, PoseEditor, PoseRender
+from .real_photo_nodes import DDIMInversionNode, FollowInversionNode
+from .repaint_nodes import RePaint, RePaintSampler
+from .score_nodes import AlignmentScoresNode, ScoreModelLoader
+from .sweep_nodes import ScheduleSweep
 
 # One line per capability, in the order the node menu should list them.
 NODES: list[type[io.ComfyNode]] = [
     MasaCtrl, BatchConditioning,
     SubjectPrompts, MaskGuidanceNode, MaskPreview,
     DDIMInversionNode, FollowInversionNode,
-    OpenPoseDetect, PoseEditor, PoseRender,
+    OpenPoseLoader, OpenPoseDetect, PoseEditor, PoseRender,
     ExtendCanvas, PasteBack,
     BLIPLoader, BLIPCaption,
     GridSampling, RePaint, RePaintSampler,

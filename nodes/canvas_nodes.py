@@ -1,10 +1,19 @@
 """Photo completion in pixel space: Extend Canvas (outpainting canvas, fill and masks) and Paste Back Original."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
-from ..attention.canvas import (ANCHORS, FILLS, MAX_SIDE, CanvasError, aspect_size, extend_canvas, paste_back,
-                              pixels_padding, target_padding)
+from ..completion.canvas import (
+    ANCHORS,
+    FILLS,
+    MAX_SIDE,
+    CanvasError,
+    aspect_size,
+    extend_canvas,
+    paste_back,
+    pixels_padding,
+    target_padding,
+)
 
 MODES = ("pixels", "target size", "target aspect")
 

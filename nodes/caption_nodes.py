@@ -2,27 +2,14 @@
 image, with prefix/suffix, as prompts and optionally as batched CLIP conditioning)."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from .blip_model import FOLDER, caption_images, load_blip, missing_model_message, model_folders
-from .conditioning import batch_conditioning
+from ..attention.comfyui_conditioning import build_prompts, encode_prompts
+from ..model_files.blip_captioner import FOLDER, BlipCaptioner, caption_images, load_blip, missing_model_message, model_folders
 
-BlipModel_ = io.Custom("BLIP_MODEL")
+BlipModel_ = io.Custom("MASACTRL_BLIP_MODEL")  # WAS Suite and Art Venture have a BLIP_MODEL of their own
 NO_MODEL = f"(no BLIP model in models/{FOLDER}: see this node's help)"
-
-
-def build_prompts(captions: list[str], prefix: str, suffix: str) -> list[str]:
-    return [prefix + caption + suffix for caption in captions]
-
-
-def encode_prompts(clip, prompts: list[str]):
-    """One CONDITIONING whose batch row i is prompt i, as CLIPTextEncode encodes it."""
-    conditioning = None
-    for prompt in prompts:
-        encoded = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-        conditioning = encoded if conditioning is None else batch_conditioning(conditioning, encoded)
-    return conditioning
 
 
 class BLIPLoader(io.ComfyNode):
@@ -108,7 +95,7 @@ class BLIPCaption(io.ComfyNode):
     def execute(cls, blip_model, image, conditional_text, min_length, max_length, num_beams, prompt_prefix,
                 prompt_suffix, clip=None) -> io.NodeOutput:
         node = "BLIP Caption"
-        if not hasattr(blip_model, "patcher"):  # duck-typed: the pack may be imported twice (tests)
+        if not isinstance(blip_model, BlipCaptioner):
             raise ValueError(f"{node}: blip_model is a {type(blip_model).__name__}; connect Load BLIP Caption "
                              "Model's output.")
         if min_length > max_length:

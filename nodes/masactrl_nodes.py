@@ -1,11 +1,13 @@
-"""The MasaCtrl node: MODEL in, a clone with mutual self-attention patched in out."""
+"""MasaCtrl: the model patch (MODEL in, a clone with mutual self-attention out) and Batch Conditioning, which
+stacks the source and target prompts along the batch."""
 from __future__ import annotations
 
 import comfy.ldm.modules.attention as comfy_attention
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
-from ..attention.comfyui_adapter import layer_map_of, patch_model
+from ..attention.comfyui_conditioning import batch_conditioning
+from ..attention.comfyui_patches import layer_map_of, patch_model
 
 SCHEDULE_BY = ["steps", "percent"]
 
@@ -67,3 +69,24 @@ class MasaCtrl(io.ComfyNode):
         control = MutualSelfAttentionControl(schedule, BatchLayout.parse(source_indices), layer_map)
         # ComfyUI's own attention (whichever backend it chose) runs the steps MasaCtrl leaves alone.
         return io.NodeOutput(patch_model(model.clone(), control, comfy_attention.optimized_attention))
+
+
+class BatchConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlBatchConditioning",
+            display_name="Batch Conditioning (MasaCtrl)",
+            category="MasaCtrl",
+            description="Stack prompts along the batch: item 0 is the source prompt, then the target prompt(s). "
+                        "Chain the node to add more targets; match the latent batch size to the prompt count.",
+            inputs=[
+                io.Conditioning.Input("source", tooltip="The source prompt (or an already batched conditioning)."),
+                io.Conditioning.Input("target", tooltip="The target prompt(s), appended after the source."),
+            ],
+            outputs=[io.Conditioning.Output()],
+        )
+
+    @classmethod
+    def execute(cls, source, target) -> io.NodeOutput:
+        return io.NodeOutput(batch_conditioning(source, target))

@@ -3,39 +3,18 @@ from __future__ import annotations
 
 import comfy.ldm.modules.attention as comfy_attention
 import comfy.patcher_extension
-import torch
-import torch.nn.functional as F
-from comfy_api.latest import io, ui
+from comfy_api.v0_0_2 import io, ui
 
-from ..attention.comfyui_adapter import MASKS_KEY, attention_levels, layer_map_of
-from ..attention.comfyui_masks import RECORDER_KEY, patch_masks
-from ..attention.layers import PART_OF_BLOCK
+from ..attention.comfyui_conditioning import batch_conditioning, prompt_subject
+from ..attention.comfyui_mask_patches import RECORDER_KEY, patch_masks
+from ..attention.comfyui_patches import MASKS_KEY, capture_sites
 from ..attention.mask_guidance import MaskGuidance
-from ..attention.masks import normalise
-from ..attention.words import PromptSubject, PromptTokens, Subject, find_word, parse_words
-from .conditioning import batch_conditioning
+from ..attention.subject_maps import preview
+from ..attention.subject_words import Subject
 
 Subject_ = io.Custom("MASACTRL_SUBJECT")
 MAP_RESOLUTIONS = {"1/4 (paper)": 2, "1/2": 1, "1/1": 0, "1/8": 3}
 MAP_LAYERS = {"all": ("encoder", "middle", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
-
-
-def _prompt_tokens(clip, tokens) -> PromptTokens:
-    """PromptTokens of clip.tokenize()'s output."""
-    key = next(iter(tokens))  # SDXL has two encoders with the same token layout; any one will do
-    tokenizer = getattr(clip.tokenizer, f"clip_{key}")
-    special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token}
-    return PromptTokens.from_chunks(tokens[key], special,
-                                    lambda t: tokenizer.inv_vocab.get(t, "</w>").endswith("</w>"))
-
-
-def prompt_subject(clip, prompt: str, tokens, words_text: str, field: str) -> PromptSubject:
-    """The subject words of `prompt`, whose clip.tokenize() output is `tokens`."""
-    prompt_tokens = _prompt_tokens(clip, tokens)
-    words = parse_words(words_text, field)
-    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, clip.tokenize(w)), w, prompt, field)
-                      for w in words)
-    return PromptSubject(words, positions, len(prompt_tokens))
 
 
 class SubjectPrompts(io.ComfyNode):
@@ -70,13 +49,6 @@ class SubjectPrompts(io.ComfyNode):
         encode = clip.encode_from_tokens_scheduled
         conditioning = batch_conditioning(encode(source_tokens), encode(target_tokens))
         return io.NodeOutput(conditioning, subject)
-
-
-def capture_sites(diffusion_model, level: int, parts) -> dict:
-    """layer -> site of the cross-attention layers at the chosen resolution level and parts."""
-    levels = attention_levels(diffusion_model)
-    sites = layer_map_of(diffusion_model).sites
-    return {i: s for i, s in enumerate(sites) if levels[s] == level and PART_OF_BLOCK[s[0]] in parts}
 
 
 class MaskGuidanceNode(io.ComfyNode):
@@ -131,13 +103,6 @@ class MaskGuidanceNode(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
-def heat(maps: torch.Tensor) -> torch.Tensor:
-    """[N, H, W] in 0..1 -> [N, H, W, 3], a blue-to-red colour ramp that reads at a glance."""
-    x = maps.clamp(0, 1)[..., None]
-    centres = torch.tensor([0.75, 0.5, 0.25])
-    return (1.5 - (4 * x - 4 * centres).abs()).clamp(0, 1)
-
-
 class MaskPreview(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -179,15 +144,7 @@ class MaskPreview(io.ComfyNode):
         if latent.shape[0] != maps.shape[0]:
             raise ValueError(f"MasaCtrl Mask Preview: samples has {latent.shape[0]} image(s) but the last run of this "
                              f"model had {maps.shape[0]}; connect the LATENT of the sampler that used this model.")
-        height, width = latent.shape[-2] * 8, latent.shape[-1] * 8
-        picked = [(b, w) for b in range(maps.shape[0]) for w in range(len(words[b]))]
-        per_word = torch.stack([maps[b, w] for b, w in picked])
-        flat = normalise(per_word.flatten(1)).view_as(per_word)[:, None]
-        smooth = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-        masks = (F.interpolate(flat, size=(height, width), mode="nearest")[:, 0] >= guidance.threshold).float()
-        shown = heat(smooth)
-        if images is not None:
-            base = F.interpolate(images.movedim(-1, 1), size=(height, width), mode="bilinear").movedim(1, -1)
-            shown = 0.5 * base[[b % base.shape[0] for b, _ in picked]].cpu() + 0.5 * shown
+        shown, masks, picked = preview(maps, words, latent.shape[-2] * 8, latent.shape[-1] * 8, guidance.threshold,
+                                       images)
         labels = "\n".join(f"{i}: image {b} '{words[b][w]}' (step {chosen})" for i, (b, w) in enumerate(picked))
         return io.NodeOutput(shown, masks, labels, ui=ui.PreviewImage(shown, cls=cls))

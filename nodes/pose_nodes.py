@@ -1,87 +1,45 @@
-"""Pose: OpenPose detection (controlnet_aux), the in-node pose editor and the pose renderer.
-
-The weights live in models/openpose (registered here with folder_paths), the files of lllyasviel's
-Annotators: body_pose_model.pth, and for hands/face hand_pose_model.pth and facenet.pth.
-"""
+"""Pose nodes: Load OpenPose Model, OpenPose Detect (controlnet_aux), the in-node Pose Editor and Render Pose."""
 from __future__ import annotations
 
-import os
-
-import comfy.model_management
-import comfy.model_patcher
 import comfy.utils
-import folder_paths
 import numpy as np
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.v0_0_2 import io, ui
 
-from .pose_format import PoseFormatError, empty_frame, parse_pose_keypoint, render_frame
+from ..completion.pose_format import PoseFormatError, empty_frame, parse_pose_keypoint, render_frame, rescale
+from ..model_files.openpose_detector import MODEL_FOLDER, WEIGHTS, detect, load_openpose, weight_paths
 
-PoseKeypoint = io.Custom("POSE_KEYPOINT")
-MODEL_FOLDER = "openpose"
-WEIGHTS = {"body": "body_pose_model.pth", "hand": "hand_pose_model.pth", "face": "facenet.pth"}
-
-folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
-_loaded: dict = {}  # the one detector in memory: {"key": (path, mtime)..., "detector", "patcher"}
-
-
-def weight_paths(hands: bool, face: bool) -> dict[str, str]:
-    """part -> file in models/openpose; an error naming the folders and the missing files otherwise."""
-    wanted = ["body"] + ["hand"] * hands + ["face"] * face
-    paths = {part: folder_paths.get_full_path(MODEL_FOLDER, WEIGHTS[part]) for part in wanted}
-    missing = [WEIGHTS[part] for part, path in paths.items() if path is None]
-    if missing:
-        folders = folder_paths.get_folder_paths(MODEL_FOLDER)
-        raise FileNotFoundError(
-            f"OpenPose Detect: {', '.join(missing)} not found in the openpose model folder ({', '.join(folders)}). "
-            f"Put the files of lllyasviel/Annotators there: {WEIGHTS['body']}, and {WEIGHTS['hand']} for "
-            f"detect_hands, {WEIGHTS['face']} for detect_face.")
-    return paths
-
-
-def load_detector(paths: dict[str, str]):
-    """controlnet_aux's OpenposeDetector on these files, its networks under ComfyUI's model management."""
-    from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector
-
-    key = tuple(sorted((part, path, os.path.getmtime(path)) for part, path in paths.items()))
-    if _loaded.get("key") != key:
-        _loaded.clear()
-        body = Body(paths["body"])
-        hand = Hand(paths["hand"]) if "hand" in paths else None
-        face = Face(paths["face"]) if "face" in paths else None
-        nets = torch.nn.ModuleDict({name: part.model for name, part in (("body", body), ("hand", hand),
-                                                                        ("face", face)) if part is not None})
-        patcher = comfy.model_patcher.ModelPatcher(nets, load_device=comfy.model_management.get_torch_device(),
-                                                   offload_device=comfy.model_management.unet_offload_device())
-        _loaded.update(key=key, detector=OpenposeDetector(body, hand, face), patcher=patcher)
-    comfy.model_management.load_models_gpu([_loaded["patcher"]])
-    return _loaded["detector"]
-
-
-def _flat(keypoints, width: int, height: int):
-    """controlnet_aux keypoints (normalised, None or negative when missing) -> pixel [x, y, c] * n."""
-    if not keypoints:
-        return None
-    return [v for k in keypoints for v in ((k.x * width, k.y * height, 1.0) if k is not None and k.x >= 0
-                                           and k.y >= 0 else (0.0, 0.0, 0.0))]
-
-
-def detect_frame(detector, image: np.ndarray, resolution: int, hands: bool, face: bool) -> dict:
-    """One RGB uint8 image -> a POSE_KEYPOINT frame in the image's pixels. Detection runs with the short
-    side at `resolution` (rounded to 64, as controlnet_aux does)."""
-    from controlnet_aux.util import resize_image
-
-    height, width = image.shape[:2]
-    poses = detector.detect_poses(resize_image(image, resolution), include_hand=hands, include_face=face)
-    people = [{"pose_keypoints_2d": _flat(p.body.keypoints, width, height),
-               "face_keypoints_2d": _flat(p.face, width, height),
-               "hand_left_keypoints_2d": _flat(p.left_hand, width, height),
-               "hand_right_keypoints_2d": _flat(p.right_hand, width, height)} for p in poses]
-    return {"people": people, "canvas_width": width, "canvas_height": height}
+PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux's type, shared with other packs
+OpenPoseModel_ = io.Custom("MASACTRL_OPENPOSE_MODEL")
 
 
 def to_image(arrays) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).float() / 255.0
+
+
+class OpenPoseLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MasaCtrlOpenPoseLoader",
+            display_name="Load OpenPose Model (MasaCtrl)",
+            category="MasaCtrl/pose",
+            description=f"Load controlnet_aux's OpenPose networks from models/{MODEL_FOLDER} (lllyasviel/Annotators: "
+                        f"{WEIGHTS['body']}, {WEIGHTS['hand']}, {WEIGHTS['face']}) under ComfyUI's model "
+                        "management, for OpenPose Detect.",
+            inputs=[
+                io.Boolean.Input("hands", default=True, tooltip=f"Also load the hand network ({WEIGHTS['hand']}), "
+                                                                "for OpenPose Detect's detect_hands."),
+                io.Boolean.Input("face", default=True, tooltip=f"Also load the face network ({WEIGHTS['face']}), "
+                                                               "for OpenPose Detect's detect_face."),
+            ],
+            outputs=[OpenPoseModel_.Output(display_name="openpose_model",
+                                           tooltip="The loaded networks, for OpenPose Detect.")],
+        )
+
+    @classmethod
+    def execute(cls, hands, face) -> io.NodeOutput:
+        return io.NodeOutput(load_openpose(weight_paths(hands, face, "Load OpenPose Model")))
 
 
 class OpenPoseDetect(io.ComfyNode):
@@ -103,19 +61,24 @@ class OpenPoseDetect(io.ComfyNode):
                 io.Int.Input("resolution", default=512, min=64, max=2048, step=64,
                              tooltip="Detect at this size of the image's short side; the keypoints are given in "
                                      "the input image's own pixels whatever this is."),
+                OpenPoseModel_.Input("openpose_model", optional=True,
+                                     tooltip="From Load OpenPose Model, which keeps the networks loaded between "
+                                             "runs; unconnected: the files are read on every run."),
             ],
             outputs=[io.Image.Output(display_name="pose_image"), PoseKeypoint.Output(display_name="pose")],
         )
 
     @classmethod
-    def execute(cls, image, detect_hands, detect_face, resolution) -> io.NodeOutput:
-        detector = load_detector(weight_paths(detect_hands, detect_face))
-        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        progress, frames = comfy.utils.ProgressBar(len(pixels)), []
-        for picture in pixels:
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            frames.append(detect_frame(detector, picture, resolution, detect_hands, detect_face))
-            progress.update(1)
+    def execute(cls, image, detect_hands, detect_face, resolution, openpose_model=None) -> io.NodeOutput:
+        if openpose_model is None:
+            openpose_model = load_openpose(weight_paths(detect_hands, detect_face))
+        wanted = {"hand"} * detect_hands | {"face"} * detect_face
+        if not wanted <= openpose_model.parts:
+            missing = " and ".join(sorted(wanted - openpose_model.parts))
+            raise ValueError(f"OpenPose Detect: the connected openpose_model has no {missing} network; turn on "
+                             "hands/face in Load OpenPose Model, or turn off detect_hands/detect_face.")
+        frames = detect(openpose_model, image, resolution, detect_hands, detect_face,
+                        comfy.utils.ProgressBar(image.shape[0]))
         rendered = [render_frame(parse_pose_keypoint(f)[0], hands=detect_hands, face=detect_face) for f in frames]
         return io.NodeOutput(to_image(rendered), frames)
 
@@ -167,16 +130,6 @@ class PoseEditor(io.ComfyNode):
             shown["background"] = ui.ImageSaveHelper.save_images(image[:1], "masactrl_pose_background",
                                                                  io.FolderType.temp, cls, compress_level=1)
         return io.NodeOutput(frames, rendered, ui=shown)
-
-
-def rescale(frame: dict, width: int | None, height: int | None) -> dict:
-    """The frame moved onto a width x height canvas (unchanged for None)."""
-    if width is None or (width, height) == (frame["canvas_width"], frame["canvas_height"]):
-        return frame
-    sx, sy = width / frame["canvas_width"], height / frame["canvas_height"]
-    people = [{part: None if values is None else [v * (sx, sy, 1)[i % 3] for i, v in enumerate(values)]
-               for part, values in person.items()} for person in frame["people"]]
-    return {"people": people, "canvas_width": width, "canvas_height": height}
 
 
 class PoseRender(io.ComfyNode):

@@ -4,58 +4,34 @@ from __future__ import annotations
 
 import json
 
-import torch
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..attention import BatchLayout
-from ..attention.scores import AlignmentScores, alignment_scores, prompts_per_image
-from .score_models import (CLIP_FOLDER, DINO_FOLDER, ScoreModels, clip_folders, clip_image_embeddings,
-                           clip_text_embeddings, dino_embeddings, dino_folders, load_clip, load_dino,
-                           missing_model_message)
+from ..evaluation.scores import prompts_per_image
+from ..evaluation.tables import image_table
+from ..model_files.score_models import (
+    CLIP_FOLDER,
+    DINO_FOLDER,
+    ScoreModels,
+    clip_folders,
+    dino_folders,
+    load_clip,
+    load_dino,
+    missing_model_message,
+    score_images,
+)
 
 ScoreModels_ = io.Custom("MASACTRL_SCORE_MODELS")
 NO_CLIP = f"(no CLIP model folder in models/{CLIP_FOLDER}: see this node's help)"
 NO_DINO = "none"
 SCORES = "Alignment Scores (MasaCtrl)"
-COLUMNS = (("image_alignment", "CLIP image"), ("text_alignment", "CLIP text"), ("dino_alignment", "DINO image"))
 PROMPTS_TOOLTIP = ("The prompts the images were made with, one per line: one line per image of the batch (sources "
                    "included), one per target, or a single line for every target.")
 
 
-def score_images(models: ScoreModels, images: torch.Tensor, owner: list[int], prompts: list[str | None]):
-    """CLIP (and DINO) scores of one image batch."""
-    clip_images = clip_image_embeddings(models.clip, images)
-    given = [p for p in prompts if p is not None]
-    clip_texts = clip_text_embeddings(models.clip, given) if given else None
-    dino = dino_embeddings(models.dino, images) if models.dino is not None else None
-    return alignment_scores(owner, prompts, clip_images, clip_texts, dino)
-
-
-def number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
-def table_columns(with_dino: bool) -> list[tuple[str, str]]:
-    """(score, column title) of the tables: DINO's only where a DINO model is loaded."""
-    return [c for c in COLUMNS if with_dino or c[0] != "dino_alignment"]
-
-
-def image_table(scores: AlignmentScores, with_dino: bool) -> str:
-    """A Markdown table: one row per image, then the mean over the targets."""
-    columns = table_columns(with_dino)
-    lines = ["| image | source | " + " | ".join(title for _, title in columns) + " | prompt |",
-             "|---|---|" + "---|" * len(columns) + "---|"]
-    for s in scores.images:
-        role = "(source)" if s.is_source else str(s.source)
-        lines.append(f"| {s.index} | {role} | " + " | ".join(number(getattr(s, m)) for m, _ in columns)
-                     + f" | {(s.prompt or '').replace('|', '/')} |")  # a | would split the row
-    lines.append("| mean of targets | | " + " | ".join(number(scores.mean(m)) for m, _ in columns) + " | |")
-    return "\n".join(lines)
-
-
 def check_score_models(models, node: str) -> ScoreModels:
-    if not hasattr(models, "clip"):  # duck-typed: the pack may be imported twice (tests)
+    if not isinstance(models, ScoreModels):
         raise ValueError(f"{node}: score_models is a {type(models).__name__}; connect Load Alignment Score "
                          "Models' output.")
     return models

@@ -38,8 +38,12 @@ COMMON_UNET = dict(use_checkpoint=False, image_size=32, use_spatial_transformer=
 _STARTED = {}
 
 
-def register_pack(pack_dir: Path, name: str = "masactrl_suite"):
-    """Make the pack importable under a fixed name, whatever its folder is called."""
+PACK_NAME = "masactrl_suite"  # the folder name the README's git install uses
+
+
+def register_pack(pack_dir: Path, name: str = PACK_NAME):
+    """Make the pack importable as `masactrl_suite`, whatever its folder is called: the name ComfyUI gives it
+    too when start_comfy loads it, so tests and ComfyUI share one copy of every module (and class)."""
     if name in sys.modules:
         return sys.modules[name]
     import importlib.util
@@ -74,12 +78,48 @@ def start_comfy(comfy_path: Path, pack_dir: Path):
     folder_paths.add_model_folder_path("checkpoints", str(work / "checkpoints"), is_default=True)
     (work / "checkpoints").mkdir()
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    if not asyncio.run(nodes.load_custom_node(str(pack_dir))):
+    if not asyncio.run(_load_pack_as(nodes, Path(pack_dir), work / "custom_nodes")):
         raise RuntimeError(f"ComfyUI could not load the pack at {pack_dir}; see the log above.")
     ns = SimpleNamespace(path=comfy_path, work=work, nodes=nodes, execution=execution,
                          folder_paths=folder_paths, checkpoints={})
     _STARTED["ns"] = ns
     return ns
+
+
+async def _load_pack_as(nodes, pack_dir: Path, custom_nodes: Path) -> bool:
+    """ComfyUI's own loader, given the pack as `custom_nodes/masactrl_suite` relative to the working folder: it
+    names a module after the path it is given, so the pack is `masactrl_suite` there too (one import, as for
+    a user whose ComfyUI loads the folder once). Modules the tests imported already are reused, not reloaded."""
+    custom_nodes.mkdir(exist_ok=True)
+    link = custom_nodes / PACK_NAME
+    if not link.exists():
+        link.symlink_to(pack_dir.resolve(), target_is_directory=True)
+    here = os.getcwd()
+    os.chdir(custom_nodes)
+    try:
+        return await nodes.load_custom_node(PACK_NAME)
+    finally:
+        os.chdir(here)
+
+
+def schema_defaults(node_class) -> dict:
+    """input name -> default of a V3 node's schema (inputs without a default are left out)."""
+    return {i.id: i.default for i in node_class.define_schema().inputs if getattr(i, "default", None) is not None}
+
+
+def call_node(ns, node_id: str, **inputs):
+    """The result tuple of node_id's execute with its schema defaults, overridden by `inputs`."""
+    node_class = ns.nodes.NODE_CLASS_MAPPINGS[node_id]
+    return node_class.execute(**{**schema_defaults(node_class), **inputs}).result
+
+
+def load_sd15(ns):
+    """The random-weight SD1.5 checkpoint, loaded by ComfyUI's own CheckpointLoaderSimple."""
+    nodes = ns.nodes
+    name = make_sd15_checkpoint(ns)
+    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
+    return SimpleNamespace(comfy=ns, nodes=nodes, node=nodes.NODE_CLASS_MAPPINGS, name=name, model=model, clip=clip,
+                           vae=vae, encode=lambda text: nodes.CLIPTextEncode().encode(clip, text)[0])
 
 
 def init_random_(module, seed: int):

@@ -35,3 +35,23 @@ def comfy():
     from comfy_harness import start_comfy
 
     return start_comfy(COMFYUI_PATH, PACK_DIR)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(comfy):
+    """The random-weight SD1.5 checkpoint (model, clip, vae, encode) the ComfyUI tests sample with, loaded once.
+    Never changed by a test: patches go on clones, as the nodes do."""
+    from comfy_harness import load_sd15
+
+    return load_sd15(comfy)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI (CI=true) a skipped test fails the run: a green CI must mean the real ComfyUI and the browser
+    ran. Locally a skip only prints its reason (pytest -rs)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; every test must run in CI (see the reasons above).",
+                            red=True)
+        session.exitstatus = 1

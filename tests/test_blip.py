@@ -99,7 +99,7 @@ def test_min_and_max_length_count_caption_tokens(blip, min_length, max_length):
 
 @pytest.mark.parametrize("num_beams", [1, 4])
 def test_batch_of_one_chunks_and_reruns_give_the_same_captions(blip, num_beams):
-    from masactrl_suite.nodes.blip_model import caption_images
+    from masactrl_suite.model_files.blip_captioner import caption_images
 
     batch, _, _ = caption(blip, num_beams=num_beams)
     singles = [caption(blip, images=blip.images[i:i + 1], num_beams=num_beams)[0] for i in range(3)]
@@ -108,12 +108,11 @@ def test_batch_of_one_chunks_and_reruns_give_the_same_captions(blip, num_beams):
     assert caption(blip, num_beams=num_beams)[0] == batch
 
 
-def test_conditioning_is_clip_text_encode_of_each_prompt(blip):
-    from comfy_harness import make_sd15_checkpoint
-    from masactrl_suite.nodes.blip import encode_prompts
+def test_conditioning_is_clip_text_encode_of_each_prompt(blip, checkpoint):
+    from masactrl_suite.attention.comfyui_conditioning import encode_prompts
 
     nodes = blip.comfy.nodes
-    clip = nodes.CheckpointLoaderSimple().load_checkpoint(make_sd15_checkpoint(blip.comfy))[1]
+    clip = checkpoint.clip
     images = torch.cat([blip.images, blip.images[:1]])
     prompts, conditioning, _ = caption(blip, images=images, suffix=", high quality", clip=clip)
     assert len(prompts) == 4
@@ -131,7 +130,7 @@ def test_conditioning_is_clip_text_encode_of_each_prompt(blip):
 
 def test_model_is_managed_and_offloaded_by_comfyui(blip, monkeypatch):
     import comfy.model_management as mm
-    from masactrl_suite.nodes.blip_model import load_blip
+    from masactrl_suite.model_files.blip_captioner import load_blip
 
     patcher = blip.model.patcher
     first, _, _ = caption(blip)
@@ -147,7 +146,7 @@ def test_model_is_managed_and_offloaded_by_comfyui(blip, monkeypatch):
 
 def test_progress_per_chunk_and_interruption(blip):
     from comfy_harness import progress_updates, stops_when_interrupted
-    from masactrl_suite.nodes.blip_model import caption_images
+    from masactrl_suite.model_files.blip_captioner import caption_images
 
     assert progress_updates(lambda: caption_images(blip.model, blip.images, "", 2, 12, 1, chunk=2)) == [(2, 3), (3, 3)]
     assert stops_when_interrupted(lambda: caption(blip))
@@ -175,8 +174,8 @@ def test_model_folders_listed(blip):
 
 
 def test_missing_and_incomplete_models_name_the_folder_and_files(blip, tmp_path):
-    from masactrl_suite.nodes.blip import NO_MODEL
-    from masactrl_suite.nodes.blip_model import load_blip
+    from masactrl_suite.nodes.caption_nodes import NO_MODEL
+    from masactrl_suite.model_files.blip_captioner import load_blip
 
     loader = blip.node[LOADER]
     message = loader.validate_inputs(NO_MODEL)
@@ -230,14 +229,14 @@ def graph(blip, **caption_inputs):
     return g
 
 
-def test_graph_through_the_executor(blip):
-    from comfy_harness import make_sd15_checkpoint, run_graph
+def test_graph_through_the_executor(blip, checkpoint):
+    from comfy_harness import run_graph
 
     g = graph(blip, clip=["ckpt", 1])
     sampler = {"model": ["ckpt", 0], "seed": 0, "steps": 1, "cfg": 7.0, "sampler_name": "euler",
                "scheduler": "normal", "negative": ["negative", 0], "denoise": 1.0}
     g.update({
-        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": make_sd15_checkpoint(blip.comfy)}},
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint.name}},
         "negative": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
         # The batch: one sampler run with the conditioning output, one row per image.
         "latents": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 3}},

@@ -7,33 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_harness import make_sd15_checkpoint, run_graph
+from comfy_harness import call_node, run_graph, schema_defaults
 
 NODE, BATCH = "MasaCtrlMutualSelfAttention", "MasaCtrlBatchConditioning"
-DEFAULTS = dict(schedule_by="steps", start_step=4, end_step=-1, step_interval=1, start_percent=0.0,
-                end_percent=1.0, start_layer=10, end_layer=-1, encoder=True, middle=True, decoder=True,
-                source_indices="0")
 # The test checkpoint's UNet has 11 self-attention layers: decoder layers are 5-10.
 SCHEDULE = dict(start_step=2, start_layer=5)
 
 
 @pytest.fixture(scope="module")
-def sd15(comfy):
-    nodes = comfy.nodes
-    name = make_sd15_checkpoint(comfy)
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
-
-    def encode(text):
-        return nodes.CLIPTextEncode().encode(clip, text)[0]
-
-    positive = nodes.NODE_CLASS_MAPPINGS[BATCH].execute(encode("a photo of a corgi"),
-                                                          encode("a photo of a corgi jumping")).result[0]
-    return SimpleNamespace(comfy=comfy, nodes=nodes, name=name, model=model, clip=clip, vae=vae,
-                           encode=encode, positive=positive, negative=encode(""))
+def sd15(checkpoint):
+    encode = checkpoint.encode
+    positive = checkpoint.node[BATCH].execute(encode("a photo of a corgi"),
+                                              encode("a photo of a corgi jumping")).result[0]
+    return SimpleNamespace(**vars(checkpoint), positive=positive, negative=encode(""))
 
 
 def masactrl(sd15, model=None, **inputs):
-    return sd15.nodes.NODE_CLASS_MAPPINGS[NODE].execute(model or sd15.model, **{**DEFAULTS, **inputs}).result[0]
+    return call_node(sd15.comfy, NODE, model=model or sd15.model, **inputs)[0]
 
 
 def sample(sd15, model, sampler="euler", steps=6, size=(64, 64), negative=None, denoise=1.0, last_step=None,
@@ -151,7 +141,7 @@ def test_batch_conditioning_stacks_prompts_and_refuses_what_it_would_drop(sd15):
 def test_layer_map_read_from_real_sd15_and_sdxl_unets(comfy):
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from masactrl_suite.attention import SD1_LAYERS, SDXL_LAYERS
-    from masactrl_suite.attention.comfyui_adapter import layer_map_of
+    from masactrl_suite.attention.comfyui_patches import layer_map_of
 
     from comfy_harness import COMMON_UNET, SD15_FULL_UNET
 
@@ -159,7 +149,7 @@ def test_layer_map_read_from_real_sd15_and_sdxl_unets(comfy):
                 channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_middle=10,
                 transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], context_dim=2048, num_head_channels=64,
                 num_heads=-1, use_linear_in_transformer=True, adm_in_channels=2816, num_classes="sequential")
-    from masactrl_suite.nodes.masks import capture_sites
+    from masactrl_suite.attention.comfyui_patches import capture_sites
 
     all_parts = ("encoder", "middle", "decoder")
     # Mask maps at 1/4 of the latent: SD1.5's 16x16 layers at 512 px, as the reference's `N == 16 * 16`.
@@ -181,7 +171,7 @@ def test_model_without_unet_is_refused_with_a_clear_error(comfy):
                                                   global_conddim=64, cond_seq_dim=32, max_seq=64))
     dit = ModelPatcher(config.get_model({}), torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="MasaCtrl patches UNet models.*MMDiT"):
-        comfy.nodes.NODE_CLASS_MAPPINGS[NODE].execute(dit, **DEFAULTS)
+        call_node(comfy, NODE, model=dit)
     assert "patches_replace" not in dit.model_options.get("transformer_options", {})
 
 
@@ -190,6 +180,8 @@ def test_model_without_unet_is_refused_with_a_clear_error(comfy):
 def graph(ckpt, masactrl_inputs=({},), batch=2, size=(64, 64), steps=4, sampler="euler"):
     """CheckpointLoaderSimple -> two CLIPTextEncode -> batch -> [MasaCtrl ->] KSampler -> VAEDecode -> SaveImage,
     one MasaCtrl/KSampler/Save branch per entry of masactrl_inputs (None: no MasaCtrl)."""
+    from masactrl_suite.nodes.masactrl_nodes import MasaCtrl
+
     g = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
          "src": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a corgi", "clip": ["ckpt", 1]}},
          "tgt": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a corgi jumping", "clip": ["ckpt", 1]}},
@@ -200,7 +192,8 @@ def graph(ckpt, masactrl_inputs=({},), batch=2, size=(64, 64), steps=4, sampler=
     for i, inputs in enumerate(masactrl_inputs):
         model = ["ckpt", 0]
         if inputs is not None:
-            g[f"masactrl{i}"] = {"class_type": NODE, "inputs": {**DEFAULTS, **inputs, "model": ["ckpt", 0]}}
+            defaults = schema_defaults(MasaCtrl)
+            g[f"masactrl{i}"] = {"class_type": NODE, "inputs": {**defaults, **inputs, "model": ["ckpt", 0]}}
             model = [f"masactrl{i}", 0]
         g[f"sampler{i}"] = {"class_type": "KSampler", "inputs": {
             "model": model, "seed": 7, "steps": steps, "cfg": 6.0, "sampler_name": sampler, "scheduler": "normal",
@@ -238,3 +231,53 @@ def test_graph_with_each_sampler_and_a_non_square_latent(sd15, sampler):
 def test_graph_with_a_single_image_batch_fails_with_the_fix(sd15):
     with pytest.raises(RuntimeError, match="at least one target.*batch_size 2"):
         run_graph(sd15.comfy, graph(sd15.name, (SCHEDULE,), batch=1))
+
+
+class OtherPacksPatch:
+    """Stands for another attention pack's replace patch (StyleAligned-like on attn1, IPAdapter-like on attn2):
+    ComfyUI's own attention with its output scaled, counting the rows it computes."""
+
+    def __init__(self, scale):
+        self.scale, self.rows = scale, 0
+
+    def __call__(self, q, k, v, extra_options):
+        from comfy.ldm.modules.attention import optimized_attention
+
+        self.rows += q.shape[0]
+        return optimized_attention(q, k, v, extra_options["n_heads"]) * self.scale
+
+
+def with_other_packs(sd15):
+    from masactrl_suite.attention.comfyui_patches import layer_map_of
+
+    model = sd15.model.clone()
+    attn1, attn2 = OtherPacksPatch(0.9), OtherPacksPatch(1.1)
+    for site in layer_map_of(model.get_model_object("diffusion_model")).sites:
+        model.set_model_attn1_replace(attn1, *site)
+        model.set_model_attn2_replace(attn2, *site)
+    return model, attn1, attn2
+
+
+def test_other_packs_attention_patches_keep_acting(sd15):
+    """MasaCtrl wraps another pack's attn1 replace instead of dropping it: that patch still makes every step
+    MasaCtrl skips and the source rows of the steps it acts in, so the source comes out exactly as with the
+    other pack alone; the other pack's attn2 patches act throughout."""
+    from masactrl_suite.attention.comfyui_patches import replace_control
+
+    other, attn1, attn2 = with_other_packs(sd15)
+    plain = sample(sd15, sd15.model)
+    alone = sample(sd15, other)
+    assert (alone - plain).abs().max() > 1e-2, "the stand-in patches must change the result to be seen"
+    attn1.rows = attn2.rows = 0
+    patched = masactrl(sd15, other, **SCHEDULE)
+    ours = sample(sd15, patched)
+    steps, layers, rows = 6, 11, 4  # (source + target) x (cond + uncond)
+    assert attn2.rows == steps * layers * rows
+    # MasaCtrl's layers 5-10 from step 2: there the other patch runs for the source rows (it gets the whole
+    # batch, as it expects, and MasaCtrl keeps its source rows); elsewhere it is the only attn1.
+    assert attn1.rows == steps * layers * rows
+    torch.testing.assert_close(ours[0], alone[0], rtol=0, atol=1e-4)
+    assert (ours[1] - alone[1]).abs().max() > 1e-2, "MasaCtrl did not change the target"
+    # Removing MasaCtrl gives the other pack's patch back at every site, and the input model kept it throughout.
+    torch.testing.assert_close(sample(sd15, replace_control(patched, None)), alone, rtol=0, atol=0)
+    assert all(p is attn1 for p in other.model_options["transformer_options"]["patches_replace"]["attn1"].values())

@@ -6,26 +6,24 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_harness import make_sd15_checkpoint
+from comfy_harness import call_node
 
 MASACTRL, SUBJECT, MASKS, PREVIEW = ("MasaCtrlMutualSelfAttention", "MasaCtrlSubjectPrompts", "MasaCtrlMasks",
                                      "MasaCtrlMaskPreview")
-SCHEDULE = dict(schedule_by="steps", start_step=2, end_step=-1, step_interval=1, start_percent=0.0, end_percent=1.0,
-                start_layer=5, end_layer=-1, encoder=True, middle=True, decoder=True, source_indices="0")
+SCHEDULE = dict(start_step=2, start_layer=5)
 # The test UNet has two resolution levels: the cross-attention maps come from its lower one ("1/2").
 MASK_DEFAULTS = dict(threshold=0.3, map_resolution="1/2", map_layers="all")
 
 
 @pytest.fixture(scope="module")
-def sd(comfy):
-    nodes = comfy.nodes
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(make_sd15_checkpoint(comfy))[:3]
+def sd(checkpoint):
+    nodes, model, clip = checkpoint.nodes, checkpoint.model, checkpoint.clip
     run = lambda node, *args, **kw: nodes.NODE_CLASS_MAPPINGS[node].execute(*args, **kw).result  # noqa: E731
     positive, subject = run(SUBJECT, clip, "a photo of a corgi", "a watercolor of a corgi wearing a hat",
                             "corgi", "corgi, hat")
-    masactrl = run(MASACTRL, model, **SCHEDULE)[0]
+    masactrl = call_node(checkpoint.comfy, MASACTRL, model=model, **SCHEDULE)[0]
     return SimpleNamespace(nodes=nodes, run=run, model=model, clip=clip, positive=positive, subject=subject,
-                           masactrl=masactrl, negative=nodes.CLIPTextEncode().encode(clip, "")[0])
+                           masactrl=masactrl, negative=checkpoint.encode(""))
 
 
 def masks(sd, model=None, **inputs):

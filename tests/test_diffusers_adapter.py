@@ -1,4 +1,4 @@
-"""attach_masactrl (attention/diffusers_adapter.py) against an independent reference of MasaCtrl.
+"""attach_masactrl (attention/diffusers_processors.py) against an independent reference of MasaCtrl.
 
 The reference below is written from the published algorithm (Cao et al., ICCV 2023; the
 MutualSelfAttentionControl / AttentionBase classes of TencentARC/MasaCtrl), not from our code:
@@ -20,7 +20,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from masactrl_suite.attention import MutualAttentionSchedule, ScheduleError
-from masactrl_suite.attention.diffusers_adapter import attach_masactrl
+from masactrl_suite.attention.diffusers_processors import attach_masactrl
 
 GUIDANCE = 7.5
 TEXT_DIM = 32  # cross_attention_dim of the tiny UNet = hidden size of the tiny CLIP text model

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from masactrl_suite.attention.tiles import BLENDS, axis_starts, normalised_weights, plan_tiles
+from masactrl_suite.completion.tiles import BLENDS, axis_starts, normalised_weights, plan_tiles
 
 GRID = "MasaCtrlGridSampling"
 
@@ -104,7 +104,7 @@ class LocalModel(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def grid_denoiser(comfy):
-    from masactrl_suite.nodes.grid import GridDenoiser
+    from masactrl_suite.completion.comfyui_grid import GridDenoiser
 
     def make(tile, overlap, blend="linear", per_batch=0):
         return GridDenoiser(tile, tile, overlap, blend, per_batch, lambda shape: 1.0)
@@ -155,17 +155,13 @@ def test_per_image_tensors_are_repeated_and_maps_cropped(grid_denoiser):
 # ---- the node in the real ComfyUI ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sd(comfy):
+def sd(checkpoint):
     from comfy.controlnet import load_controlnet
-    from comfy_harness import make_sd15_checkpoint, save_sd15_controlnet
+    from comfy_harness import save_sd15_controlnet
 
-    nodes = comfy.nodes
-    name = make_sd15_checkpoint(comfy)
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
-    encode = lambda text: nodes.CLIPTextEncode().encode(clip, text)[0]  # noqa: E731
-    control_path = save_sd15_controlnet(comfy.work / "controlnet" / "grid-test-control.safetensors")
-    return SimpleNamespace(comfy=comfy, nodes=nodes, node=nodes.NODE_CLASS_MAPPINGS, name=name, model=model,
-                           clip=clip, vae=vae, positive=encode("a photo of a dog, full body"), negative=encode(""),
+    control_path = save_sd15_controlnet(checkpoint.comfy.work / "controlnet" / "grid-test-control.safetensors")
+    encode = checkpoint.encode
+    return SimpleNamespace(**vars(checkpoint), positive=encode("a photo of a dog, full body"), negative=encode(""),
                            controlnet=load_controlnet(str(control_path)))
 
 
@@ -175,10 +171,10 @@ def grid(sd, model=None, tile=64, overlap=16, blend="linear", per_batch=0):
 
 def masactrl_model(sd, start_step):
     """MasaCtrl from `start_step` in the test UNet's decoder layers (5-10 of its 11)."""
-    return sd.node["MasaCtrlMutualSelfAttention"].execute(
-        sd.model, schedule_by="steps", start_step=start_step, end_step=-1, step_interval=1, start_percent=0.0,
-        end_percent=1.0, start_layer=5, end_layer=-1, encoder=True, middle=True, decoder=True,
-        source_indices="0").result[0]
+    from comfy_harness import call_node
+
+    return call_node(sd.comfy, "MasaCtrlMutualSelfAttention", model=sd.model, start_step=start_step,
+                     start_layer=5)[0]
 
 
 def sample(sd, model, width=64, height=64, steps=4, sampler="euler", positive=None, latent=None, denoise=1.0,
@@ -252,7 +248,7 @@ def test_many_tiles_leave_no_seam_beyond_the_bound(sd):
 
 def test_tiles_per_call_follow_free_memory(grid_denoiser):
     import comfy.model_management
-    from masactrl_suite.nodes.grid import GridDenoiser
+    from masactrl_suite.completion.comfyui_grid import GridDenoiser
 
     x = torch.zeros(2, 4, 24, 40)
     free = comfy.model_management.get_free_memory(x.device)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from masactrl_suite.attention.inversion import InversionScheduleError, Trajectory, ddim_invert
+from masactrl_suite.attention.ddim_inversion import InversionScheduleError, Trajectory, ddim_invert
 
 # --- pure torch -------------------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule
-from masactrl_suite.attention.diffusers_adapter import attach_masactrl, mask_guidance, prompt_subject
+from masactrl_suite.attention.diffusers_processors import attach_masactrl, mask_guidance, prompt_subject
 from masactrl_suite.attention.mask_guidance import MaskGuidance
-from masactrl_suite.attention.masks import CapturedMaps, MaskError, masked_mutual_attention
-from masactrl_suite.attention.words import (PromptSubject, PromptTokens, Subject, SubjectWordError, find_word,
-                                            parse_words)
+from masactrl_suite.attention.subject_maps import CapturedMaps
+from masactrl_suite.attention.mask_guidance import MaskError
+from masactrl_suite.attention.equations import masked_mutual_attention
+from masactrl_suite.attention.subject_words import (PromptSubject, PromptTokens, Subject, SubjectWordError, find_word, parse_words)
 from test_diffusers_adapter import (DTYPE, SD1_TOKENIZER, TEXT_DIM, ReferenceMasaCtrlProcessor, build_tiny_sd15_unet,
                                     ddim_sample_with_cfg, sd15_ddim)
 

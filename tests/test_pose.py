@@ -3,7 +3,6 @@ own drawing, malformed input, and (in the real ComfyUI) detection through contro
 code on random weights, the editor and render nodes. The format tests need neither ComfyUI nor torch."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 
@@ -11,11 +10,7 @@ import numpy as np
 import pytest
 
 from comfy_harness import run_graph
-from conftest import PACK_DIR
-
-_spec = importlib.util.spec_from_file_location("masactrl_pose_format", PACK_DIR / "nodes" / "pose_format.py")
-fmt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fmt)
+from masactrl_suite.completion import pose_format as fmt
 
 W, H = 256, 384
 # A standing person in pixels (None: not detected): nose, neck, r/l arm, r/l leg, eyes, ears.
@@ -175,9 +170,28 @@ def test_detection_runs_controlnet_aux_openpose(comfy, openpose_weights):
     assert {"body", "hand", "face"} in loaded
 
 
+def test_loader_keeps_the_networks_for_detect(comfy, openpose_weights):
+    """Load OpenPose Model's networks run OpenPose Detect under model management; a loader without the face
+    network is refused by a detect that asks for faces, naming both fixes."""
+    import torch
+
+    loaded = node(comfy, "MasaCtrlOpenPoseLoader").execute(True, False).result[0]
+    assert loaded.parts == {"body", "hand"}
+    image = torch.rand(1, 96, 80, 3, generator=torch.Generator().manual_seed(0))
+    with_loader = node(comfy, "MasaCtrlOpenPoseDetect").execute(image, True, False, 128, openpose_model=loaded).result
+    alone = node(comfy, "MasaCtrlOpenPoseDetect").execute(image, True, False, 128).result
+    assert with_loader[1] == alone[1] and torch.equal(with_loader[0], alone[0])
+    import comfy.model_management as mm
+
+    assert any(m.model is loaded.patcher.model for m in mm.current_loaded_models)
+    with pytest.raises(ValueError, match="openpose_model has no face network; turn on hands/face in Load OpenPose "
+                                         "Model, or turn off detect_hands/detect_face"):
+        node(comfy, "MasaCtrlOpenPoseDetect").execute(image, False, True, 128, openpose_model=loaded)
+
+
 def test_detected_people_in_pixels(comfy):
     """controlnet_aux's results (normalised, None or negative where missing) -> pixel keypoints."""
-    from masactrl_suite.nodes.pose import _flat
+    from masactrl_suite.model_files.openpose_detector import _flat
 
     _, Keypoint = _controlnet_aux_util()
     points = _flat([Keypoint(0.5, 0.25), None, Keypoint(-1 / W, 0.5)], W, H)

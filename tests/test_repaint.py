@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from masactrl_suite.attention.repaint import (NoiseLevels, RePaintScheduleError, denoising_steps, jump_schedule,
-                                              repaint)
+from masactrl_suite.completion.repaint import (NoiseLevels, RePaintScheduleError, denoising_steps, jump_schedule, repaint)
 
 REPAINT, SAMPLER = "MasaCtrlRePaint", "MasaCtrlRePaintSampler"
 
@@ -95,18 +94,12 @@ def test_forward_jump_has_the_diffusion_marginals():
 # ---- in the real ComfyUI ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sd(comfy):
-    from comfy_harness import make_sd15_checkpoint
-
-    nodes = comfy.nodes
-    name = make_sd15_checkpoint(comfy)
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
-    encode = lambda text: nodes.CLIPTextEncode().encode(clip, text)[0]  # noqa: E731
+def sd(checkpoint):
+    encode = checkpoint.encode
     latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)) / 0.18215 * 0.5
     mask = torch.zeros(1, 64, 64)
     mask[:, 40:, :] = 1  # regenerate the bottom: latent rows 5-7
-    return SimpleNamespace(comfy=comfy, nodes=nodes, node=nodes.NODE_CLASS_MAPPINGS, name=name, model=model,
-                           vae=vae, positive=encode("a photo of a dog, full body"), negative=encode(""),
+    return SimpleNamespace(**vars(checkpoint), positive=encode("a photo of a dog, full body"), negative=encode(""),
                            latent={"samples": latent}, mask=mask)
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from masactrl_suite.attention.scores import alignment_scores, cosine, prompts_per_image
+from masactrl_suite.evaluation.scores import alignment_scores, cosine, prompts_per_image
 
 LOADER, SCORES = "MasaCtrlScoreModelLoader", "MasaCtrlAlignmentScores"
 CLIP_MEAN, CLIP_STD = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
@@ -188,7 +188,7 @@ def test_model_folders_are_listed_by_type(scoring):
 
 
 def test_missing_or_broken_weights_name_the_folder_and_the_files(scoring, tmp_path):
-    from masactrl_suite.nodes.score_models import load_clip, load_dino
+    from masactrl_suite.model_files.score_models import load_clip, load_dino
 
     loader = scoring.node[LOADER]
     message = loader.validate_inputs(clip_name="clip-vit-large-patch14", dino_name="none")

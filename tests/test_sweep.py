@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from comfy_harness import call_node, schema_defaults
 from masactrl_suite.attention import MutualAttentionSchedule, UNetLayerMap
-from masactrl_suite.attention.sweep import SweepError, sweep_settings
+from masactrl_suite.evaluation.sweep_settings import SweepError, sweep_settings
 
 SWEEP, MASACTRL = "MasaCtrlScheduleSweep", "MasaCtrlMutualSelfAttention"
 # The test UNet's layout: encoder 0-3, middle 4, decoder 5-10.
@@ -71,32 +72,26 @@ def test_impossible_sweeps_are_refused(parameter, values, base, match):
 
 
 @pytest.fixture(scope="module")
-def sd(comfy, tmp_path_factory):
+def sd(checkpoint, tmp_path_factory):
     import folder_paths
-    from comfy_harness import make_sd15_checkpoint, save_tiny_clip
+    from comfy_harness import save_tiny_clip
 
     root = tmp_path_factory.mktemp("sweep-models")
-    save_tiny_clip(root / "tiny-clip", comfy.path)
+    save_tiny_clip(root / "tiny-clip", checkpoint.comfy.path)
     folder_paths.add_model_folder_path("clip_vision", str(root))
-    nodes = comfy.nodes
-    name = make_sd15_checkpoint(comfy)
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
-    node = nodes.NODE_CLASS_MAPPINGS
-    encode = lambda text: nodes.CLIPTextEncode().encode(clip, text)[0]  # noqa: E731
+    node, encode = checkpoint.node, checkpoint.encode
     positive = encode("a photo of a cat")
     for text in PROMPTS.splitlines()[1:]:
         positive = node["MasaCtrlBatchConditioning"].execute(positive, encode(text)).result[0]
-    yield SimpleNamespace(comfy=comfy, nodes=nodes, node=node, name=name, model=model, vae=vae, positive=positive,
-                          negative=encode(""), latent={"samples": torch.zeros(3, 4, 8, 8)},
+    yield SimpleNamespace(**vars(checkpoint), positive=positive, negative=encode(""),
+                          latent={"samples": torch.zeros(3, 4, 8, 8)},
                           models=node["MasaCtrlScoreModelLoader"].execute("tiny-clip", "none").result[0])
     folder_paths.folder_names_and_paths["clip_vision"][0].remove(str(root))
 
 
-def masactrl(sd, model=None, start_step=0, end_step=-1):
-    return sd.node[MASACTRL].execute(
-        model or sd.model, schedule_by="steps", start_step=start_step, end_step=end_step, step_interval=1,
-        start_percent=0.0, end_percent=1.0, start_layer=5, end_layer=-1, encoder=True, middle=True, decoder=True,
-        source_indices="0").result[0]
+def masactrl(sd, model=None, start_step=0, end_step=-1, **inputs):
+    return call_node(sd.comfy, MASACTRL, model=model or sd.model, start_step=start_step, end_step=end_step,
+                     start_layer=5, **inputs)[0]
 
 
 def sweep(sd, model=None, parameter="end_step", values="off, 0, -1", steps=3, consistency="clip", models=None,
@@ -129,9 +124,7 @@ def test_graph_through_the_executor_matches_ksampler_runs(sd):
         "negative": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
         "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 3}},
         "masactrl": {"class_type": MASACTRL, "inputs": {
-            "model": ["ckpt", 0], "schedule_by": "steps", "start_step": 0, "end_step": -1, "step_interval": 1,
-            "start_percent": 0.0, "end_percent": 1.0, "start_layer": 5, "end_layer": -1, "encoder": True,
-            "middle": True, "decoder": True, "source_indices": "0"}},
+            **schema_defaults(sd.node[MASACTRL]), "model": ["ckpt", 0], "start_step": 0, "start_layer": 5}},
         "models": {"class_type": "MasaCtrlScoreModelLoader", "inputs": {"clip_name": "tiny-clip", "dino_name": "none"}},
         "sweep": {"class_type": SWEEP, "inputs": {
             **{k: v for k, v in sampling.items() if k != "positive"}, "positive": ["batch2", 0], "denoise": 1.0,
@@ -176,8 +169,8 @@ def test_scores_are_those_of_the_alignment_scores_node(sd):
 
 
 def test_plot_and_grid_show_every_setting(sd):
-    from masactrl_suite.nodes.sweep import TEXT_AXIS, CONSISTENCY
-    from masactrl_suite.nodes.sweep_plot import PlotPoint, marker_colour, tradeoff_plot
+    from masactrl_suite.nodes.sweep_nodes import TEXT_AXIS, CONSISTENCY
+    from masactrl_suite.evaluation.plots import PlotPoint, marker_colour, tradeoff_plot
 
     images, grid, plot, _, text = sweep(sd, values="off, 0, 1, -1")
     runs = json.loads(text)["runs"]
@@ -193,7 +186,7 @@ def test_plot_and_grid_show_every_setting(sd):
 
 
 def test_the_input_model_is_left_as_it_was(sd):
-    from masactrl_suite.attention.comfyui_adapter import installed_patches
+    from masactrl_suite.attention.comfyui_patches import installed_patches
 
     model = masactrl(sd, start_step=1)
     before = {site: patch.control for site, patch in installed_patches(model).items()}
@@ -228,5 +221,4 @@ def test_bad_inputs_are_refused_before_sampling(sd, monkeypatch):
     with pytest.raises(ValueError, match="prompts has 4 lines, but the batch has 3 images of which 2 are targets"):
         sweep(sd, prompts="a\nb\nc\nd")
     with pytest.raises(ValueError, match="source_indices \\[0, 5\\] name image 5, but the latent batch has 3"):
-        sweep(sd, model=sd.node[MASACTRL].execute(
-            sd.model, "steps", 0, -1, 1, 0.0, 1.0, 5, -1, True, True, True, "0,5").result[0])
+        sweep(sd, model=masactrl(sd, source_indices="0,5"))

@@ -1,21 +1,13 @@
 """The sweep's pictures (PIL only): the trade-off plot puts every point where its axes say, in its colour, joined in
 sweep order, with its label beside it; the labelled grid puts every image in its cell under its labels; bad input
 is refused with the reason."""
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import PACK_DIR
-
-# Loaded alone: nodes/__init__.py imports ComfyUI, which this pure module and its tests do not need.
-_spec = importlib.util.spec_from_file_location("masactrl_sweep_plot", PACK_DIR / "nodes" / "sweep_plot.py")
-plot = sys.modules["masactrl_sweep_plot"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
-_spec.loader.exec_module(plot)
-PlotPoint, labelled_grid, marker_colour, nice_ticks, tradeoff_plot = (
-    plot.PlotPoint, plot.labelled_grid, plot.marker_colour, plot.nice_ticks, plot.tradeoff_plot)
+from masactrl_suite.evaluation import plots as plot
+from masactrl_suite.evaluation.plots import PlotPoint, labelled_grid, marker_colour, nice_ticks, tradeoff_plot
 
 WHITE = (255, 255, 255)
 # Far apart, with a bend (so that joining 0 to 2 would not lie on the drawn line), labels clear of each other.

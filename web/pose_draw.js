@@ -1,5 +1,5 @@
 // Drawing of a pose frame on a 2D canvas in the standard OpenPose colours (those of controlnet_aux's
-// draw_bodypose, mirrored in nodes/pose_format.py), plus the editor's marks: hidden points, selection.
+// draw_bodypose, mirrored in completion/pose_format.py), plus the editor's marks: hidden points, selection.
 import { LIMBS, PARTS, isHidden, isPresent } from "./pose_model.js";
 
 export const COLORS = [[255, 0, 0], [255, 85, 0], [255, 170, 0], [255, 255, 0], [170, 255, 0], [85, 255, 0],

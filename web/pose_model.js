@@ -1,6 +1,6 @@
 // The pose data model of the MasaCtrl pose editor: parse and validate OpenPose JSON (POSE_KEYPOINT, as
 // comfyui_controlnet_aux writes it), the edit operations with undo/redo, and serialisation. No DOM, no
-// drawing, no ComfyUI: it runs in any page (and mirrors nodes/pose_format.py).
+// drawing, no ComfyUI: it runs in any page (and mirrors completion/pose_format.py).
 //
 // Inside, a frame is {width, height, people: [{body, face, left_hand, right_hand}]}; each part is an array
 // of points [x, y, c] in pixels (or null). c > 0: present; c == 0 with x, y kept: hidden by the user;
