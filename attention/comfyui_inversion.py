@@ -47,9 +47,9 @@ def check_vp_sampling(model, node: str):
             "or SDXL checkpoint, without a ModelSampling node that switches it to flow/EDM sampling.")
 
 
-def inversion_sampler(box: dict):
-    """A KSAMPLER sampler function: runs the inversion with the CFG denoiser ComfyUI gives it and returns the
-    inverted latent at the highest sigma; the trajectory goes into box['trajectory']."""
+def inversion_sampler(box: dict, clean_sigma: float):
+    """A KSAMPLER sampler function: runs the inversion from `clean_sigma` with the CFG denoiser ComfyUI gives it
+    and returns the inverted latent at the highest sigma; the trajectory goes into box['trajectory']."""
     def sample_ddim_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
         s_in = x.new_ones([x.shape[0]])
@@ -62,7 +62,7 @@ def inversion_sampler(box: dict):
             if callback is not None:  # ComfyUI's progress bar (and latent preview)
                 callback({"i": step, "x": x_now, "denoised": denoised})
 
-        trajectory = ddim_invert(denoise, x, sigmas, callback=step_done)
+        trajectory = ddim_invert(denoise, x, sigmas, clean_sigma, callback=step_done)
         box["trajectory"] = trajectory
         return trajectory.start.to(x)
     return sample_ddim_inversion
@@ -73,9 +73,13 @@ def invert(model, positive, negative, samples: torch.Tensor, steps: int, cfg: fl
     """DDIM-invert one photo's latent `samples` through ComfyUI's sampler machinery (CFG, patches, progress bar,
     latent preview, Cancel); the start latent is the trajectory's start."""
     check_vp_sampling(model, node)
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
-    try:
-        Trajectory(sigmas, torch.zeros(len(sigmas), 1))  # the schedule's checks, before the model is loaded
+    sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu()
+    # The reference starts from the first level of the training schedule (alphas_cumprod[0]), which is the
+    # model's smallest sigma, not from sigma 0: see attention/ddim_inversion.py.
+    clean_sigma = float(sampling.sigma_min)
+    try:  # the schedule's checks, before the model is loaded
+        Trajectory(sigmas, torch.zeros(len(sigmas), 1), clean_sigma)
     except ValueError as error:
         raise ValueError(f"{node}: scheduler {scheduler} with {steps} steps: {error} Use ddim_uniform or "
                          "normal.") from None
@@ -85,7 +89,7 @@ def invert(model, positive, negative, samples: torch.Tensor, steps: int, cfg: fl
     guider.set_cfg(cfg)
     box = {}
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-    guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(inversion_sampler(box)),
+    guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(inversion_sampler(box, clean_sigma)),
                   sigmas, callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
     return DDIMInversion(box["trajectory"], steps, scheduler, cfg)
 

@@ -5,10 +5,13 @@
     handle.remove()
 
 The step is read from the timestep each UNet call is given (a forward pre-hook) and located in the
-scheduler's timesteps, so it does not depend on how often attention is called.
+scheduler's timesteps, so it does not depend on how often attention is called. The number of CFG chunks
+in the UNet batch is never guessed: a pipeline's `do_classifier_free_guidance` where it answers, else the
+`chunks` argument, else an error (custom loops such as the reference's MasaCtrlPipeline need `chunks=2`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -67,6 +70,53 @@ def _step_boundaries(timesteps) -> torch.Tensor:
     the last; without it the final step is counted as the one before it."""
     t = torch.as_tensor(timesteps).detach().float().flatten().cpu()
     return torch.cat([t, t[-1:] - 1])
+
+
+CHUNKS_FIX = ("Pass chunks= to attach_masactrl: 2 when the UNet batch is [uncond, cond] (classifier-free "
+              "guidance), 1 without.")
+
+
+def _has_cfg_property(pipe) -> bool:
+    try:
+        inspect.getattr_static(pipe, "do_classifier_free_guidance")
+        return True
+    except AttributeError:
+        return False
+
+
+def _pipeline_chunks(pipe):
+    """(2 or 1 as the pipeline states it right now, None) or (None, why it does not). diffusers' pipelines answer
+    through the `do_classifier_free_guidance` property, which reads `_guidance_scale`: only their own __call__
+    sets it, so in custom sampling loops (the official MasaCtrlPipeline's among them) it raises AttributeError."""
+    if not _has_cfg_property(pipe):
+        return None, f"{type(pipe).__name__} has no do_classifier_free_guidance"
+    try:
+        return (2 if pipe.do_classifier_free_guidance else 1), None
+    except AttributeError as error:
+        return None, f"{type(pipe).__name__}.do_classifier_free_guidance raised AttributeError ({error})"
+
+
+def _check_chunks(chunks):
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1):
+        raise ValueError(f"attach_masactrl: chunks is {chunks!r}. {CHUNKS_FIX}")
+
+
+def _call_chunks(pipe, chunks, batch) -> int:
+    """The CFG chunks of this UNet call: the pipeline's statement, else the argument, else an error naming it."""
+    n = chunks
+    if pipe is not None:
+        stated, why_not = _pipeline_chunks(pipe)
+        if stated is None and chunks is None:
+            raise ValueError(f"attach_masactrl cannot tell how many CFG chunks the UNet batch holds: {why_not}, as "
+                             f"in a custom sampling loop. {CHUNKS_FIX}")
+        if stated is not None and chunks is not None and stated != chunks:
+            raise ValueError(f"attach_masactrl: chunks={chunks}, but the pipeline's do_classifier_free_guidance "
+                             f"says {stated} chunk(s). Leave chunks out, or run the pipeline with matching guidance.")
+        n = stated if stated is not None else chunks
+    if batch % n:
+        raise ValueError(f"attach_masactrl: the UNet batch of {batch} does not split into {n} CFG chunk(s). "
+                         f"{CHUNKS_FIX}")
+    return n
 
 
 @dataclass
@@ -157,16 +207,22 @@ class MasaCtrlHandle:
 def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAttentionSchedule(),
                     layout: BatchLayout = BatchLayout(), timesteps=None, chunks=None,
                     masks: MaskGuidance | None = None) -> MasaCtrlHandle:
-    """Patch a diffusers pipeline (reads its scheduler's timesteps and whether it runs CFG) or a bare
-    UNet2DConditionModel (then pass `timesteps`, the schedule it will be called with, and `chunks`:
-    2 when the batch is [uncond, cond], 1 without classifier-free guidance).
+    """Patch a diffusers pipeline (reads its scheduler's timesteps) or a bare UNet2DConditionModel (then pass
+    `timesteps`, the schedule it will be called with).
+    chunks: 2 when the UNet batch is [uncond, cond], 1 without classifier-free guidance. Needed for a bare
+    UNet, and for a pipeline driven by a custom loop (its do_classifier_free_guidance is then unset); a
+    pipeline's own __call__ states it, and a `chunks` that contradicts it is an error.
     masks: mask-guided MasaCtrl (see mask_guidance()); automatic masks are made from the cond branch's
     cross-attention maps of the same UNet call."""
     pipe = pipe_or_unet if hasattr(pipe_or_unet, "unet") else None
     unet = pipe.unet if pipe is not None else pipe_or_unet
+    _check_chunks(chunks)
     if pipe is None and (timesteps is None or chunks is None):
         raise ValueError("attach_masactrl on a bare UNet needs timesteps= (the sampling schedule) and "
                          "chunks= (2 with classifier-free guidance, else 1).")
+    if pipe is not None and chunks is None and not _has_cfg_property(pipe):
+        raise ValueError(f"attach_masactrl: {type(pipe).__name__} has no do_classifier_free_guidance, so it cannot "
+                         f"say whether it runs classifier-free guidance. {CHUNKS_FIX}")
     if schedule.sigma_range is not None:
         raise ValueError("attach_masactrl locates steps by timestep; a sigma_range (ComfyUI's percents) would "
                          "be compared with timesteps. Use start_step/end_step instead.")
@@ -181,11 +237,8 @@ def attach_masactrl(pipe_or_unet, schedule: MutualAttentionSchedule = MutualAtte
         sample = kwargs.get("sample", args[0] if args else None)
         state.latent_size = tuple(sample.shape[-2:])
         state.maps = CapturedMaps() if masks is not None and masks.needs_maps else None  # per call, as the reference
-        if pipe is not None:
-            state.timesteps = _step_boundaries(pipe.scheduler.timesteps)
-            state.chunks = 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1
-        else:
-            state.timesteps, state.chunks = bare_unet_steps, chunks
+        state.timesteps = _step_boundaries(pipe.scheduler.timesteps) if pipe is not None else bare_unet_steps
+        state.chunks = _call_chunks(pipe, chunks, sample.shape[0])
 
     handle = MasaCtrlHandle(unet)
     handle.hook = unet.register_forward_pre_hook(before_unet, with_kwargs=True)

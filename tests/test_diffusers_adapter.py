@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 from masactrl_suite.attention import MutualAttentionSchedule, ScheduleError
 from masactrl_suite.attention.diffusers_processors import attach_masactrl
@@ -329,6 +329,73 @@ def test_sigma_range_is_rejected(unet):
     with pytest.raises(ValueError, match="sigma_range"):
         attach_masactrl(unet, MutualAttentionSchedule(sigma_range=(14.6, 0.5)), timesteps=sd15_ddim(10).timesteps,
                         chunks=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipelines that do not state whether they run CFG: the number of chunks is never guessed
+# ----------------------------------------------------------------------------------------------
+
+class CustomLoopPipeline:
+    """What attach_masactrl sees of a pipeline driven by its own sampling loop, as the reference's
+    MasaCtrlPipeline is: a unet, a scheduler and diffusers' own do_classifier_free_guidance property,
+    which reads _guidance_scale, set only by StableDiffusionPipeline.__call__ (so here it raises)."""
+    do_classifier_free_guidance = StableDiffusionPipeline.do_classifier_free_guidance
+
+    def __init__(self, unet, num_steps):
+        self.unet, self.scheduler = unet, sd15_ddim(num_steps)
+
+
+class PipelineWithoutCfgProperty:
+    def __init__(self, unet, num_steps):
+        self.unet, self.scheduler = unet, sd15_ddim(num_steps)
+
+
+@pytest.fixture(scope="module")
+def reference_10_steps(unet, sample):
+    with reference_masactrl(unet, 10):
+        return sample(10)
+
+
+def test_custom_loop_pipeline_needs_chunks_then_matches_reference(unet, sample, reference_10_steps):
+    pipe = CustomLoopPipeline(unet, 10)
+    with pytest.raises(AttributeError):
+        pipe.do_classifier_free_guidance  # noqa: B018  (what a getattr(pipe, ..., False) would hide)
+    with attach_masactrl(pipe, MutualAttentionSchedule()):
+        with pytest.raises(ValueError, match=r"CustomLoopPipeline.do_classifier_free_guidance raised "
+                                             r"AttributeError.*custom sampling loop. Pass chunks= .*2 when"):
+            sample(10)
+    with attach_masactrl(pipe, MutualAttentionSchedule(), chunks=2):
+        got = sample(10)
+    diff = max_diff(got, reference_10_steps)
+    assert diff <= TOLERANCE, f"custom-loop pipeline, chunks=2 vs reference MasaCtrl: max |diff| {diff:.3g}"
+    # Not vacuous: one chunk (the adapter's old silent guess) gives every row the uncond source's keys and values.
+    with attach_masactrl(pipe, MutualAttentionSchedule(), chunks=1):
+        assert max_diff(sample(10), reference_10_steps) > 1e-3
+
+
+def test_pipeline_without_cfg_property_needs_chunks(unet, sample, reference_10_steps):
+    pipe = PipelineWithoutCfgProperty(unet, 10)
+    before = unet.attn_processors
+    with pytest.raises(ValueError, match="PipelineWithoutCfgProperty has no do_classifier_free_guidance.*chunks="):
+        attach_masactrl(pipe, MutualAttentionSchedule())
+    assert unet.attn_processors == before and not unet._forward_pre_hooks  # nothing half-attached
+    with attach_masactrl(pipe, MutualAttentionSchedule(), chunks=2):
+        assert max_diff(sample(10), reference_10_steps) <= TOLERANCE
+
+
+def test_chunks_contradicting_the_pipeline_or_the_batch_are_refused(unet, sample):
+    pipe = CustomLoopPipeline(unet, 10)
+    pipe._guidance_scale = GUIDANCE  # as StableDiffusionPipeline.__call__ sets it: the pipeline now states 2
+    with attach_masactrl(pipe, MutualAttentionSchedule(), chunks=1):
+        with pytest.raises(ValueError, match="chunks=1, but the pipeline's do_classifier_free_guidance says 2"):
+            sample(10)
+    with attach_masactrl(unet, MutualAttentionSchedule(), timesteps=sd15_ddim(10).timesteps, chunks=2):
+        with pytest.raises(ValueError, match="UNet batch of 3 does not split into 2 CFG chunk.*chunks="):
+            unet(torch.zeros(3, 4, LATENT_SIZE, LATENT_SIZE, dtype=DTYPE), 1,
+                 encoder_hidden_states=torch.zeros(3, 77, TEXT_DIM, dtype=DTYPE))
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="chunks is .*Pass chunks="):
+            attach_masactrl(pipe, MutualAttentionSchedule(), chunks=bad)
 
 
 # ----------------------------------------------------------------------------------------------

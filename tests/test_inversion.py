@@ -12,47 +12,79 @@ from masactrl_suite.attention.ddim_inversion import InversionScheduleError, Traj
 
 # --- pure torch -------------------------------------------------------------------------------------
 
-# SD1.x's training schedule ("scaled_linear"), as diffusers' DDIMScheduler builds it.
+# SD1.x's training schedule ("scaled_linear"), as diffusers' DDIMScheduler builds it (here in float64).
 BETAS = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
 ALPHAS_CUMPROD = torch.cumprod(1.0 - BETAS, dim=0)
+# SD's scheduler_config.json has set_alpha_to_one False: the level below the first timestep is alphas_cumprod[0].
+FINAL_ALPHA_CUMPROD = ALPHAS_CUMPROD[0]
+SIGMA_MIN = float(((1 - ALPHAS_CUMPROD[0]) / ALPHAS_CUMPROD[0]) ** 0.5)  # ComfyUI's model_sampling.sigma_min
 
 
-def ddim_timesteps(steps):
-    """DDIM's uniform timesteps with steps_offset 1 (1, 21, ..., 981 for 50 steps), ascending."""
-    return list(range(1, 1000, 1000 // steps))[:steps]
+def ddim_timesteps(steps, offset=1):
+    """DDIMScheduler.set_timesteps ("leading" spacing) with steps_offset 1 as SD's config: 1, 21, ..., 981 for
+    50 steps, in the ascending order `invert` walks them. offset 0 puts the lowest level at sigma_min."""
+    return [i * (1000 // steps) + offset for i in range(steps)]
 
 
-def toy_eps(z, alpha):
-    """An analytic, nonlinear noise predictor eps(z, t), with t given by its alpha_cumprod."""
-    return 0.4 * torch.tanh(1.3 * z + alpha) + 0.2 * alpha * z.roll(1, dims=-1) - 0.1 * (1 - alpha) ** 0.5
+def next_step(eps, timestep, z, steps):
+    """The reference's `MasaCtrlPipeline.next_step` (DDIM's update run upwards, eta 0), from the equations:
+    the level below `timestep` is `timestep - 1000 // steps`, or final_alpha_cumprod below the first."""
+    prev = min(timestep - 1000 // steps, 999)
+    a_prev = ALPHAS_CUMPROD[prev] if prev >= 0 else FINAL_ALPHA_CUMPROD
+    a_next = ALPHAS_CUMPROD[timestep]
+    pred_x0 = (z - (1 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
+    return a_next ** 0.5 * pred_x0 + (1 - a_next) ** 0.5 * eps
 
 
 def reference_inversion(z0, timesteps, eps_model):
-    """TencentARC/MasaCtrl `invert`/`next_step` in VP form: for each DDIM timestep t in increasing order,
-    eps = eps_model(z, t) on the CURRENT latent, pred_x0 = (z - sqrt(1 - a_prev) eps) / sqrt(a_prev),
-    z = sqrt(a_t) pred_x0 + sqrt(1 - a_t) eps. The first a_prev is 1 (the clean latent: ComfyUI's sigma 0,
-    DDIMScheduler's set_alpha_to_one=True)."""
-    z, a_prev, out = z0, torch.tensor(1.0, dtype=torch.float64), [z0]
+    """The reference's `invert` loop: for t ascending, eps = eps_model(z, t) on the CURRENT latent, then
+    next_step. Returns the latent after each timestep, out[k] at timesteps[k-1], out[0] = z0."""
+    z, out = z0, [z0]
     for t in timesteps:
-        a = ALPHAS_CUMPROD[t]
-        eps = eps_model(z, a)
-        pred_x0 = (z - (1 - a_prev) ** 0.5 * eps) / a_prev ** 0.5
-        z = a ** 0.5 * pred_x0 + (1 - a) ** 0.5 * eps
+        z = next_step(eps_model(z, t), t, z, len(timesteps))
         out.append(z)
-        a_prev = a
-    return out  # out[k]: latent at timesteps[k-1], out[0] the clean latent
+    return out
+
+
+def toy_eps(z, t):
+    """An analytic, nonlinear noise predictor eps(z, t)."""
+    alpha = ALPHAS_CUMPROD[t]
+    return 0.4 * torch.tanh(1.3 * z + alpha) + 0.2 * alpha * z.roll(1, dims=-1) - 0.1 * (1 - alpha) ** 0.5
+
+
+def timestep_of(sigma):
+    """The training timestep whose sigma this is (schedule sigmas are exactly training levels here)."""
+    return int((((1 - ALPHAS_CUMPROD) / ALPHAS_CUMPROD) ** 0.5 - sigma).abs().argmin())
 
 
 def sigma_schedule(timesteps):
-    """The sampler's descending k-diffusion schedule for these timesteps, ending at 0."""
+    """The sampler's descending k-diffusion schedule for these timesteps, ending at 0 (ComfyUI's ddim_uniform
+    for offset 1)."""
     a = ALPHAS_CUMPROD[list(reversed(timesteps))]
     return torch.cat([((1 - a) / a) ** 0.5, torch.zeros(1, dtype=torch.float64)])
 
 
-def toy_denoiser(x, sigma):
-    """The toy model in ComfyUI's sigma space: input scaled to z, EPS output."""
-    alpha = torch.tensor(1.0 / (1.0 + sigma ** 2), dtype=torch.float64)
-    return x - sigma * toy_eps(x * alpha ** 0.5, alpha)
+def eps_denoiser(eps_model, calls=None):
+    """An eps model in ComfyUI's sigma space: input scaled to z, EPS output."""
+    def denoise(x, sigma):
+        if calls is not None:
+            calls.append(sigma)
+        z = x / math.sqrt(1 + sigma ** 2)
+        return x - sigma * eps_model(z, timestep_of(sigma))
+    return denoise
+
+
+def test_the_reference_convention_is_diffusers_ddim_with_sd15s_config():
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    for steps in (1, 7, 50):
+        scheduler.set_timesteps(steps)
+        assert list(reversed(scheduler.timesteps.tolist())) == ddim_timesteps(steps)
+    torch.testing.assert_close(scheduler.alphas_cumprod.double(), ALPHAS_CUMPROD, rtol=0, atol=1e-6)
+    assert float(scheduler.final_alpha_cumprod) == float(scheduler.alphas_cumprod[0])
+    assert abs(SIGMA_MIN - 0.029167) < 1e-6
 
 
 @pytest.mark.parametrize("steps", [1, 7, 50])
@@ -61,24 +93,54 @@ def test_inversion_is_the_reference_ddim_inversion(steps):
     timesteps = ddim_timesteps(steps)
     reference = reference_inversion(z0, timesteps, toy_eps)
     sigmas = sigma_schedule(timesteps)
-    calls = []
-    trajectory = ddim_invert(toy_denoiser, z0, sigmas, callback=lambda *a: calls.append(a[:2]))
-    assert calls == [(i, steps) for i in range(steps)]
+    calls, evaluated = [], []
+    trajectory = ddim_invert(eps_denoiser(toy_eps, evaluated), z0, sigmas, SIGMA_MIN,
+                             callback=lambda *a: calls.append(a[:2]))
+    assert calls == [(i, steps) for i in range(steps)] and len(evaluated) == steps
     assert trajectory.latents.shape == (steps + 1, 2, 4, 6, 5) and trajectory.sigmas.dtype == torch.float64
-    for i, sigma in enumerate(trajectory.sigmas):
+    for i, sigma in enumerate(trajectory.sigmas[:-1]):
         z = reference[steps - i]  # trajectory index 0 = highest sigma = the reference's last latent
-        torch.testing.assert_close(trajectory.latents[i], z * math.sqrt(1 + float(sigma) ** 2), rtol=0, atol=1e-6)
-    assert torch.equal(trajectory.clean, z0) and torch.equal(trajectory.start, trajectory.latents[0])
+        torch.testing.assert_close(trajectory.latents[i], z * math.sqrt(1 + float(sigma) ** 2), rtol=0, atol=1e-10)
+    start = trajectory.start / math.sqrt(1 + float(sigmas[0]) ** 2)  # the start code, as the reference's VP latent
+    error = float((start - reference[-1]).abs().max())
+    assert error < 1e-5
+    assert torch.equal(trajectory.clean, z0) and trajectory.clean_sigma == SIGMA_MIN
+    # Not vacuous: the clean latent at sigma 0 (the pack before issue 18) misses the reference's start code.
+    at_zero = ddim_invert(eps_denoiser(toy_eps), z0, sigmas, 0.0).start / math.sqrt(1 + float(sigmas[0]) ** 2)
+    before = float((at_zero - reference[-1]).abs().max())
+    print(f"\n{steps} steps: start code vs the reference's next_step, max abs {error:.1e} (clean latent at sigma 0: "
+          f"{before:.3g}; |start| max {float(reference[-1].abs().max()):.3g})")
+    assert before > 1e-3
 
 
-def make_trajectory(steps=6, dtype=torch.float64):
+def test_a_schedule_ending_at_sigma_min_skips_the_clean_level():
+    """normal, karras, exponential, kl_optimal end at the model's sigma_min: that level is the clean latent itself
+    (the reference's next_step from final_alpha_cumprod to alphas_cumprod[0] is the identity), no model call."""
+    steps = 10
+    z0 = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    timesteps = ddim_timesteps(steps, offset=0)  # 0, 100, ..., 900
+    reference = reference_inversion(z0, timesteps, toy_eps)
+    torch.testing.assert_close(reference[1], z0, rtol=0, atol=1e-12)
+    sigmas = sigma_schedule(timesteps)
+    evaluated, calls = [], []
+    trajectory = ddim_invert(eps_denoiser(toy_eps, evaluated), z0, sigmas.float().double(), SIGMA_MIN * (1 + 1e-6),
+                             callback=lambda step, total, x, d: calls.append((step, total, torch.equal(d, z0))))
+    assert len(evaluated) == steps - 1 and min(evaluated) > SIGMA_MIN * 1.1
+    assert calls[0] == (0, steps, True) and [c[:2] for c in calls] == [(i, steps) for i in range(steps)]
+    for i, sigma in enumerate(trajectory.sigmas[:-1]):
+        expected = reference[steps - i] * math.sqrt(1 + float(sigma) ** 2)
+        torch.testing.assert_close(trajectory.latents[i], expected, rtol=0, atol=1e-6)
+
+
+def make_trajectory(steps=6, dtype=torch.float64, offset=1):
     x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    return ddim_invert(toy_denoiser, x0, sigma_schedule(ddim_timesteps(steps)).to(dtype))
+    return ddim_invert(eps_denoiser(toy_eps), x0, sigma_schedule(ddim_timesteps(steps, offset)).to(dtype), SIGMA_MIN)
 
 
+@pytest.mark.parametrize("offset", [1, 0], ids=["ddim_uniform-like", "ends-at-sigma_min"])
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_euler_steps_on_the_implied_denoised_land_on_the_trajectory(dtype, atol):
-    trajectory = make_trajectory(dtype=dtype)
+def test_euler_steps_on_the_implied_denoised_land_on_the_trajectory(dtype, atol, offset):
+    trajectory = make_trajectory(dtype=dtype, offset=offset)
     s = trajectory.sigmas
     x = trajectory.start
     for i in range(trajectory.steps):  # ComfyUI's sample_euler, with the implied denoised
@@ -106,43 +168,36 @@ def test_lookups_match_within_rtol_and_refuse_off_schedule_sigmas():
 
 def test_bad_schedules_are_refused():
     x0 = torch.zeros(1, 4, 2, 2)
+    denoise = eps_denoiser(toy_eps)
     with pytest.raises(ValueError, match="ends at sigma 0"):
-        ddim_invert(toy_denoiser, x0, torch.tensor([2.0, 1.0]))
+        ddim_invert(denoise, x0, torch.tensor([2.0, 1.0]), SIGMA_MIN)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        ddim_invert(toy_denoiser, x0, torch.tensor([1.0, 2.0, 0.0]))
+        ddim_invert(denoise, x0, torch.tensor([1.0, 2.0, 0.0]), SIGMA_MIN)
     with pytest.raises(ValueError, match="at least 2 sigmas"):
-        ddim_invert(toy_denoiser, x0, torch.tensor([0.0]))
+        ddim_invert(denoise, x0, torch.tensor([0.0]), SIGMA_MIN)
+    with pytest.raises(ValueError, match="clean_sigma >= 0.*sigma_min"):
+        ddim_invert(denoise, x0, torch.tensor([1.0, 0.0]), -0.1)
+    with pytest.raises(ValueError, match="highest sigma 0.02.*not above the clean latent's level 0.03"):
+        ddim_invert(denoise, x0, torch.tensor([0.02, 0.0]), 0.03)
     with pytest.raises(ValueError, match="one latent per sigma"):
-        Trajectory(torch.tensor([1.0, 0.0]), torch.zeros(3, 1, 4, 2, 2))
+        Trajectory(torch.tensor([1.0, 0.0]), torch.zeros(3, 1, 4, 2, 2), SIGMA_MIN)
 
 
 # --- the real ComfyUI -------------------------------------------------------------------------------
 
 INVERT, FOLLOW, MASACTRL, BATCH = ("MasaCtrlDDIMInversion", "MasaCtrlFollowInversion", "MasaCtrlMutualSelfAttention",
                                    "MasaCtrlBatchConditioning")
-MASACTRL_INPUTS = dict(schedule_by="steps", start_step=1, end_step=-1, step_interval=1, start_percent=0.0,
-                       end_percent=1.0, start_layer=5, end_layer=-1, encoder=True, middle=True, decoder=True,
-                       source_indices="0")  # the test UNet has 11 self-attention layers: decoder 5-10
+MASACTRL_INPUTS = dict(start_step=1, start_layer=5)  # the test UNet has 11 self-attention layers: decoder 5-10
 STEPS, CFG, SCHEDULER = 4, 7.5, "ddim_uniform"
 
 
 @pytest.fixture(scope="module")
-def sd(comfy):
-    from comfy_harness import make_sd15_checkpoint
-
-    nodes = comfy.nodes
-    name = make_sd15_checkpoint(comfy)
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(name)[:3]
-
-    def encode(text):
-        return nodes.CLIPTextEncode().encode(clip, text)[0]
-
-    node = nodes.NODE_CLASS_MAPPINGS
+def sd(checkpoint):
+    node, encode = checkpoint.node, checkpoint.encode
     source, target = encode("a photo of a sitting corgi"), encode("a photo of a running corgi")
     # A VAE-encoded photo's latent: about 1/0.18215 in LATENT space (unit scale inside the model).
     photo = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5)) / 0.18215}
-    return SimpleNamespace(comfy=comfy, nodes=nodes, node=node, name=name, model=model, clip=clip, vae=vae,
-                           encode=encode, source=source, negative=encode(""), photo=photo,
+    return SimpleNamespace(**vars(checkpoint), source=source, negative=encode(""), photo=photo,
                            edit=node[BATCH].execute(source, target).result[0],
                            same=node[BATCH].execute(source, source).result[0])
 
@@ -157,7 +212,9 @@ def follow(sd, model, inversion, source_index=0):
 
 
 def masactrl(sd, model):
-    return sd.node[MASACTRL].execute(model, **MASACTRL_INPUTS).result[0]
+    from comfy_harness import call_node
+
+    return call_node(sd.comfy, MASACTRL, model=model, **MASACTRL_INPUTS)[0]
 
 
 def sample(sd, model, start, positive=None, sampler="ddim", steps=STEPS, cfg=CFG, scheduler=SCHEDULER,
@@ -173,17 +230,18 @@ def inverted(sd):
     return start, inversion
 
 
-def test_inversion_node_is_the_reference_inversion_on_the_real_unet(sd, inverted):
-    """The node (CFGGuider, KSAMPLER, conditioning, CFG all ComfyUI's) against the reference's VP loop written
-    directly on the UNet: the same prompts, cfg 7.5, DDIM timesteps, alphas_cumprod of SD1.x's schedule."""
-    start, inversion = inverted
+@pytest.mark.parametrize("steps", [STEPS, 10])
+def test_inversion_node_is_the_reference_inversion_on_the_real_unet(sd, inverted, steps):
+    """The node (CFGGuider, KSAMPLER, conditioning, CFG all ComfyUI's) against the reference's `invert` loop and
+    `next_step` written directly on the UNet: the same prompts, cfg 7.5, DDIM timesteps (ComfyUI's ddim_uniform
+    gives the reference's 1, 1 + 1000 // steps, ... for these step counts), SD1.x's alphas_cumprod."""
+    start, inversion = inverted if steps == STEPS else invert(sd, steps=steps)
     unet = sd.model.model.diffusion_model
     dtype = sd.model.model.get_dtype()
     cond, uncond = sd.source[0][0], sd.negative[0][0]
-    timesteps = list(range(1, 1000, 1000 // STEPS))  # ComfyUI's ddim_uniform: every 250th timestep from 1
+    timesteps = ddim_timesteps(steps)
 
-    def eps_model(z, a):
-        t = int((ALPHAS_CUMPROD - a).abs().argmin())
+    def eps_model(z, t):
         with torch.no_grad():
             out = unet(torch.cat([z, z]).to(dtype), torch.tensor([t, t]), context=torch.cat([uncond, cond]).to(dtype))
         eps_u, eps_c = out.float().chunk(2)
@@ -192,11 +250,19 @@ def test_inversion_node_is_the_reference_inversion_on_the_real_unet(sd, inverted
     z0 = sd.photo["samples"].double() * 0.18215  # SD1.x process_latent_in
     reference = reference_inversion(z0, timesteps, eps_model)
     trajectory = inversion.trajectory
-    assert trajectory.steps == len(timesteps) == STEPS
-    for i, sigma in enumerate(trajectory.sigmas):
-        expected = (reference[len(timesteps) - i] * math.sqrt(1 + float(sigma) ** 2)).float()
-        scale = float(expected.abs().max())
-        torch.testing.assert_close(trajectory.latents[i], expected, rtol=0, atol=2e-5 * max(scale, 1.0))
+    assert trajectory.steps == len(timesteps) == steps
+    assert abs(trajectory.clean_sigma - SIGMA_MIN) < 1e-7  # the model's own sigma_min: alphas_cumprod[0]
+    for i, sigma in enumerate(trajectory.sigmas[:-1]):
+        expected = (reference[steps - i] * math.sqrt(1 + float(sigma) ** 2)).float()
+        torch.testing.assert_close(trajectory.latents[i], expected, rtol=0, atol=1e-5)
+    code = trajectory.start.double() / math.sqrt(1 + float(trajectory.sigmas[0]) ** 2)  # the VP start code
+    error = float((code - reference[-1]).abs().max())
+    # The pack before issue 18 put the clean latent at sigma 0; the same loop from there, on the same UNet:
+    at_zero = ddim_invert(eps_denoiser(eps_model), z0, trajectory.sigmas, 0.0).start
+    before = float((at_zero / math.sqrt(1 + float(trajectory.sigmas[0]) ** 2) - reference[-1]).abs().max())
+    print(f"\n{steps} steps, cfg {CFG}: start code vs the reference's next_step on the UNet: max abs {error:.2g} "
+          f"(clean latent at sigma 0: {before:.3g}); |start code| max {float(reference[-1].abs().max()):.3g}")
+    assert error < 1e-5 and before > 1e-4
     assert start["samples"].shape == (2, 4, 8, 8) and torch.equal(start["samples"][0], start["samples"][1])
     torch.testing.assert_close(start["samples"][:1] * 0.18215, trajectory.start, rtol=0, atol=1e-5)
 
@@ -252,6 +318,27 @@ def test_free_reconstruction_with_cfg_1_is_close(sd):
           f"source row {float((out[0] - photo).abs().max()):.2e}")
     assert free < 0.05 * scale
     assert float((out[0] - photo).abs().max()) < 1e-4
+
+
+def test_every_scheduler_inverts_from_sigma_min_and_the_source_ends_on_the_photo(sd):
+    """Every scheduler the node offers: the inversion starts at the model's sigma_min (a schedule level there is
+    the clean latent itself), and Follow Inversion brings the source back onto the photo's latent."""
+    import comfy.samplers
+
+    steps, photo = 3, sd.photo["samples"][0]
+    sigma_min = float(sd.model.get_model_object("model_sampling").sigma_min)
+    for scheduler in comfy.samplers.KSampler.SCHEDULERS:
+        start, inversion = invert(sd, steps=steps, cfg=1.0, scheduler=scheduler)
+        trajectory = inversion.trajectory
+        assert trajectory.clean_sigma == sigma_min, scheduler
+        lowest = float(trajectory.sigmas[-2])
+        assert lowest >= sigma_min * (1 - 1e-4), f"{scheduler}: a level below the model's smallest sigma"
+        if lowest <= sigma_min * (1 + 1e-4):  # normal, karras, exponential, kl_optimal: the clean latent there
+            clean = photo * 0.18215 * math.sqrt(1 + lowest ** 2)
+            torch.testing.assert_close(trajectory.latents[-2][0], clean, rtol=0, atol=1e-6, msg=scheduler)
+        out = sample(sd, follow(sd, sd.model, inversion), start, sd.same, "euler", steps=steps, cfg=1.0,
+                     scheduler=scheduler)
+        assert float((out[0] - photo).abs().max()) < 1e-4, scheduler
 
 
 def test_masactrl_edits_the_target_with_the_photo_as_source(sd, inverted):
@@ -328,7 +415,7 @@ def test_errors_name_the_input_and_the_fix(sd, inverted):
 
 
 def test_graph_photo_to_edit_through_the_executor(sd):
-    from comfy_harness import run_graph
+    from comfy_harness import run_graph, schema_defaults
 
     steps = 2  # the wiring is under test here; the numbers are above
 
@@ -345,7 +432,8 @@ def test_graph_photo_to_edit_through_the_executor(sd):
              "steps": steps, "cfg": CFG, "scheduler": SCHEDULER, "batch_size": 2}},
          "follow": {"class_type": FOLLOW, "inputs": {"model": ["ckpt", 0], "inversion": ["invert", 1],
                                                      "source_index": 0}},
-         "masactrl": {"class_type": MASACTRL, "inputs": {**MASACTRL_INPUTS, "model": ["follow", 0]}},
+         "masactrl": {"class_type": MASACTRL, "inputs": {**schema_defaults(sd.node[MASACTRL]), **MASACTRL_INPUTS,
+                                                         "model": ["follow", 0]}},
          "sampler": {"class_type": "KSamplerAdvanced", "inputs": {
              "model": ["masactrl", 0], "add_noise": "disable", "noise_seed": 0, "steps": steps, "cfg": CFG,
              "sampler_name": "ddim", "scheduler": SCHEDULER, "positive": ["pos", 0], "negative": ["neg", 0],
