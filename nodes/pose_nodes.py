@@ -72,7 +72,7 @@ class OpenPoseDetect(io.ComfyNode):
     def execute(cls, image, detect_hands, detect_face, resolution, openpose_model=None) -> io.NodeOutput:
         if openpose_model is None:
             openpose_model = load_openpose(weight_paths(detect_hands, detect_face))
-        wanted = {"hand"} * detect_hands | {"face"} * detect_face
+        wanted = {part for part, asked in (("hand", detect_hands), ("face", detect_face)) if asked}
         if not wanted <= openpose_model.parts:
             missing = " and ".join(sorted(wanted - openpose_model.parts))
             raise ValueError(f"OpenPose Detect: the connected openpose_model has no {missing} network; turn on "

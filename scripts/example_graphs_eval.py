@@ -1,9 +1,9 @@
-"""Node and link list of the issue-6 example (evaluation): MasaCtrl Schedule Sweep over the final step, as in
+"""Node and link list of the evaluation example: MasaCtrl Schedule Sweep over the final step, as in
 MasaCtrl's ablations. Used by export_example_workflows.py, which builds it in the real front end, exports it and
 screenshots it as its thumbnail."""
 from __future__ import annotations
 
-from example_graphs_masks import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, _node
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, node
 
 CLIP_MODEL = "clip-vit-large-patch14"
 SOURCE_PROMPT = "a photo of a corgi"
@@ -29,24 +29,24 @@ Try: parameter start_step (values 0, 2, 4, 8), step_interval (1, 2, 4), start_la
 def schedule_sweep():
     C0, C1, C2, C3, C4 = 0, 420, 860, 1200, 1640
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_SWEEP}, "About this workflow", [380, 560], **NOTE),
-        _node("ckpt", "CheckpointLoaderSimple", [C0, 620], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        _node("latent", "EmptyLatentImage", [C0, 780], {"width": 512, "height": 512, "batch_size": 2}),
-        _node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_SWEEP}, "About this workflow", [380, 560], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 620], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 780], {"width": 512, "height": 512, "batch_size": 2}),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [400, 150],
               **POSITIVE),
-        _node("target", "CLIPTextEncode", [C1, 190], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 190], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [400, 150],
               **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        _node("seed_behavior", "LatentBatchSeedBehavior", [C1, 570], {"seed_behavior": "fixed"},
+        node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 570], {"seed_behavior": "fixed"},
               "Same noise for source and target"),
-        _node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], title="MasaCtrl: the fixed settings"),
-        _node("batch", "MasaCtrlBatchConditioning", [C2, 580], size=[300, 50]),
-        _node("scorers", "MasaCtrlScoreModelLoader", [C2, 700], {"clip_name": CLIP_MODEL, "dino_name": "none"},
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], title="MasaCtrl: the fixed settings"),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 580], size=[300, 50]),
+        node("scorers", "MasaCtrlScoreModelLoader", [C2, 700], {"clip_name": CLIP_MODEL, "dino_name": "none"},
               size=[320, 82], **EVAL_NODES),
-        _node("sweep", "MasaCtrlScheduleSweep", [C3, 0], SWEEP, "Sweep end_step", [400, 640], **EVAL_NODES),
-        _node("plot", "PreviewImage", [C4, 0], title="Trade-off: one point per end_step", size=[520, 460]),
-        _node("table", "PreviewAny", [C4, 500], title="Mean scores", size=[520, 240]),
-        _node("grid", "SaveImage", [C4, 780], {"filename_prefix": "MasaCtrl_sweep"}, "Grid: a row per end_step",
+        node("sweep", "MasaCtrlScheduleSweep", [C3, 0], SWEEP, "Sweep end_step", [400, 640], **EVAL_NODES),
+        node("plot", "PreviewImage", [C4, 0], title="Trade-off: one point per end_step", size=[520, 460]),
+        node("table", "PreviewAny", [C4, 500], title="Mean scores", size=[520, 240]),
+        node("grid", "SaveImage", [C4, 780], {"filename_prefix": "MasaCtrl_sweep"}, "Grid: a row per end_step",
               [520, 640]),
     ]
     links = [

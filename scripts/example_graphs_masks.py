@@ -1,16 +1,15 @@
-"""Node and link lists of the issue-3 examples: mask-guided synthesis and editing a real photo.
-Used by export_example_workflows.py, which builds them in the real front end and exports them."""
+"""Node and link lists of two MasaCtrl examples: mask-guided synthesis (subject masks from cross-attention) and
+editing a real photo (DDIM inversion). Used by export_example_workflows.py, which builds them in the real front
+end and exports them."""
 from __future__ import annotations
 
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, node
+
 PHOTO = "masactrl_photo.png"
 MASK_SOURCE, MASK_TARGET = "a photo of a corgi on the grass", "a photo of a corgi jumping on the beach"
 PHOTO_SOURCE, PHOTO_TARGET = "a photo of a sitting corgi", "a photo of a running corgi"
 
 C0, C1, C2, C3, C4, C5, C6 = 0, 420, 880, 1240, 1600, 1960, 2260
-POSITIVE = {"color": "#232", "bgcolor": "#353"}  # the colours ComfyUI's default workflow gives prompts
-NEGATIVE = {"color": "#322", "bgcolor": "#533"}
-NOTE = {"color": "#432", "bgcolor": "#653"}
 SAMPLER = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5, "sampler_name": "ddim",
            "scheduler": "ddim_uniform", "denoise": 1.0}
 
@@ -35,28 +34,23 @@ Put a photo in ComfyUI/input as {PHOTO} (512x512 works best) and describe it as 
 - KSamplerAdvanced starts from the inverted noise: add_noise disabled, same 50 steps, ddim, ddim_uniform."""
 
 
-def _node(key, type_, pos, widgets=None, title=None, size=None, **extra):
-    """One node for export_example_workflows.py to create: widget values by name, optional title/size/colours."""
-    return {"key": key, "type": type_, "pos": pos, "widgets": widgets or {}, "title": title, "size": size, **extra}
-
-
 def mask_guided_synthesis():
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_MASKS}, "About this workflow", [380, 320], **NOTE),
-        _node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        _node("latent", "EmptyLatentImage", [C0, 760], {"width": 512, "height": 512, "batch_size": 2}),
-        _node("prompts", "MasaCtrlSubjectPrompts", [C1, 0],
+        node("note", "Note", [C0, 0], {"text": NOTE_MASKS}, "About this workflow", [380, 320], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 760], {"width": 512, "height": 512, "batch_size": 2}),
+        node("prompts", "MasaCtrlSubjectPrompts", [C1, 0],
               {"source_prompt": MASK_SOURCE, "target_prompt": MASK_TARGET, "source_words": "corgi",
                "target_words": ""}, "Subject Prompts: source (image 0), target (image 1)", [400, 330], **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 400], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        _node("seed_behavior", "LatentBatchSeedBehavior", [C1, 760], {"seed_behavior": "fixed"},
+        node("negative", "CLIPTextEncode", [C1, 400], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 760], {"seed_behavior": "fixed"},
               "Same noise for source and target"),
-        _node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        _node("masks", "MasaCtrlMasks", [C3, 0], size=[300, 200]),
-        _node("sampler", "KSampler", [C4, 0], SAMPLER),
-        _node("decode", "VAEDecode", [C5, 0]),
-        _node("save", "SaveImage", [C6, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
-        _node("preview", "MasaCtrlMaskPreview", [C6, 560], {"step": -1}, size=[420, 460]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
+        node("masks", "MasaCtrlMasks", [C3, 0], size=[300, 200]),
+        node("sampler", "KSampler", [C4, 0], SAMPLER),
+        node("decode", "VAEDecode", [C5, 0]),
+        node("save", "SaveImage", [C6, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+        node("preview", "MasaCtrlMaskPreview", [C6, 560], {"step": -1}, size=[420, 460]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),
@@ -81,26 +75,26 @@ def mask_guided_synthesis():
 
 def real_photo_editing():
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_PHOTO}, "About this workflow", [380, 320], **NOTE),
-        _node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        _node("photo", "LoadImage", [C0, 520], {"image": PHOTO}, "The photo (source)", [315, 314]),
-        _node("source", "CLIPTextEncode", [C1, 0], {"text": PHOTO_SOURCE}, "Source prompt: the photo", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_PHOTO}, "About this workflow", [380, 320], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("photo", "LoadImage", [C0, 520], {"image": PHOTO}, "The photo (source)", [315, 314]),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": PHOTO_SOURCE}, "Source prompt: the photo", [400, 150],
               **POSITIVE),
-        _node("target", "CLIPTextEncode", [C1, 190], {"text": PHOTO_TARGET}, "Target prompt: the edit", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 190], {"text": PHOTO_TARGET}, "Target prompt: the edit", [400, 150],
               **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        _node("encode", "VAEEncode", [C1, 580]),
-        _node("invert", "MasaCtrlDDIMInversion", [C2, 380],
+        node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
+        node("encode", "VAEEncode", [C1, 580]),
+        node("invert", "MasaCtrlDDIMInversion", [C2, 380],
               {"steps": 50, "cfg": 7.5, "scheduler": "ddim_uniform", "batch_size": 2}, size=[300, 190]),
-        _node("batch", "MasaCtrlBatchConditioning", [C2, 190], size=[260, 46]),
-        _node("follow", "MasaCtrlFollowInversion", [C3, 380], {"source_index": 0}, size=[300, 80]),
-        _node("masactrl", "MasaCtrlMutualSelfAttention", [C4, 380]),
-        _node("sampler", "KSamplerAdvanced", [C5, 0],
+        node("batch", "MasaCtrlBatchConditioning", [C2, 190], size=[260, 46]),
+        node("follow", "MasaCtrlFollowInversion", [C3, 380], {"source_index": 0}, size=[300, 80]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C4, 380]),
+        node("sampler", "KSamplerAdvanced", [C5, 0],
               {"add_noise": "disable", "noise_seed": 0, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5,
                "sampler_name": "ddim", "scheduler": "ddim_uniform", "start_at_step": 0, "end_at_step": 10000,
                "return_with_leftover_noise": "disable"}),
-        _node("decode", "VAEDecode", [C6 + 80, 0]),
-        _node("save", "SaveImage", [C6 + 340, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+        node("decode", "VAEDecode", [C6 + 80, 0]),
+        node("save", "SaveImage", [C6 + 340, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
     ]
     links = [
         ("ckpt", "CLIP", "source", "clip"),

@@ -1,9 +1,9 @@
-"""Node and link lists of the issue-4 examples (photo completion): complete a cropped photo, BLIP captions as
-prompts, the canvas and its masks, grid sampling of a tall canvas, RePaint + Paste Back. Used by export_example_workflows.py, which
-builds them in the real front end, exports them and screenshots them as thumbnails."""
+"""Node and link lists of the photo-completion examples: complete a cropped photo, BLIP captions as prompts, the
+canvas and its masks, grid sampling of a tall canvas, RePaint + Paste Back. Used by export_example_workflows.py,
+which builds them in the real front end, exports them and screenshots them as thumbnails."""
 from __future__ import annotations
 
-from example_graphs_masks import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, _node
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, node
 
 CROPPED_PHOTO = "masactrl_cropped_photo.png"
 MASKED_PHOTO = "masactrl_masked_photo.png"
@@ -70,14 +70,14 @@ Tweak: denoise (more: more change), jump_length, resamplings (cost ~ resamplings
 
 
 def _ckpt(pos):
-    return _node("ckpt", "CheckpointLoaderSimple", pos, {"ckpt_name": CHECKPOINT}, size=[315, 98])
+    return node("ckpt", "CheckpointLoaderSimple", pos, {"ckpt_name": CHECKPOINT}, size=[315, 98])
 
 
 def _blip(caption_pos, loader_pos, suffix=BLIP_SUFFIX, title="BLIP Caption: the prompt"):
     return [
-        _node("blip_loader", "MasaCtrlBLIPLoader", loader_pos, {"model_name": BLIP_MODEL}, size=[340, 60],
+        node("blip_loader", "MasaCtrlBLIPLoader", loader_pos, {"model_name": BLIP_MODEL}, size=[340, 60],
               **PHOTO_NODES),
-        _node("caption", "MasaCtrlBLIPCaption", caption_pos, {**CAPTION, "prompt_suffix": suffix}, title,
+        node("caption", "MasaCtrlBLIPCaption", caption_pos, {**CAPTION, "prompt_suffix": suffix}, title,
               [400, 360], **POSITIVE),
     ]
 
@@ -92,28 +92,28 @@ BLIP_LINKS = [
 def complete_cropped_photo():
     C0, C1, C2, C3, C4, C5, C6, C7, C8, C9, C10 = 0, 420, 860, 1040, 1320, 1630, 1810, 1990, 2350, 2530, 2830
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_COMPLETE}, "About this workflow", [380, 520], **NOTE),
+        node("note", "Note", [C0, 0], {"text": NOTE_COMPLETE}, "About this workflow", [380, 520], **NOTE),
         _ckpt([C0, 580]),
-        _node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo (feet cut off)", [315, 314]),
+        node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo (feet cut off)", [315, 314]),
         *_blip([C1, 0], [C0, 1100]),
-        _node("negative", "CLIPTextEncode", [C1, 400], {"text": COMPLETE_NEGATIVE}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 400], {"text": COMPLETE_NEGATIVE}, "Negative prompt", [400, 150],
               **NEGATIVE),
-        _node("extend", "MasaCtrlExtendCanvas", [C1, 600],
+        node("extend", "MasaCtrlExtendCanvas", [C1, 600],
               {"mode": "pixels", "bottom": 256, "fill": "blur", "feather": 32, "seam_band": 8},
               "Extend Canvas: 256 px at the bottom", [400, 400], **PHOTO_NODES),
-        _node("grid", "MasaCtrlGridSampling", [C2, 0],
+        node("grid", "MasaCtrlGridSampling", [C2, 0],
               {"tile_width": 512, "tile_height": 512, "overlap": 128, "blend": "linear", "tiles_per_batch": 0},
               "Grid Sampling: 512 px tiles", [300, 180], **PHOTO_NODES),
-        _node("encode", "VAEEncode", [C2, 600]),
-        _node("noise_mask", "SetLatentNoiseMask", [C3, 600], title="Inpaint only the new area", size=[240, 46]),
-        _node("sampler", "KSampler", [C4, 0], SAMPLER, "1st pass: inpaint the new area"),
-        _node("decode", "VAEDecode", [C5, 0]),
-        _node("encode2", "VAEEncode", [C6, 0]),
-        _node("repaint", "MasaCtrlRePaint", [C7, 0], REPAINT, "2nd pass: RePaint the seam", [320, 380],
+        node("encode", "VAEEncode", [C2, 600]),
+        node("noise_mask", "SetLatentNoiseMask", [C3, 600], title="Inpaint only the new area", size=[240, 46]),
+        node("sampler", "KSampler", [C4, 0], SAMPLER, "1st pass: inpaint the new area"),
+        node("decode", "VAEDecode", [C5, 0]),
+        node("encode2", "VAEEncode", [C6, 0]),
+        node("repaint", "MasaCtrlRePaint", [C7, 0], REPAINT, "2nd pass: RePaint the seam", [320, 380],
               **PHOTO_NODES),
-        _node("decode2", "VAEDecode", [C8, 0]),
-        _node("paste", "MasaCtrlPasteBack", [C9, 0], size=[260, 70], **PHOTO_NODES),
-        _node("save", "SaveImage", [C10, 0], {"filename_prefix": "MasaCtrl_completed"}, size=[400, 620]),
+        node("decode2", "VAEDecode", [C8, 0]),
+        node("paste", "MasaCtrlPasteBack", [C9, 0], size=[260, 70], **PHOTO_NODES),
+        node("save", "SaveImage", [C10, 0], {"filename_prefix": "MasaCtrl_completed"}, size=[400, 620]),
     ]
     links = BLIP_LINKS + [
         ("ckpt", "CLIP", "negative", "clip"),
@@ -149,17 +149,17 @@ def complete_cropped_photo():
 def blip_caption():
     C0, C1, C2, C3, C4 = 0, 420, 860, 1220, 1420
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_CAPTION}, "About this workflow", [380, 400], **NOTE),
+        node("note", "Note", [C0, 0], {"text": NOTE_CAPTION}, "About this workflow", [380, 400], **NOTE),
         _ckpt([C0, 460]),
-        _node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo to describe", [315, 314]),
+        node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo to describe", [315, 314]),
         *_blip([C1, 0], [C0, 620], suffix=", high quality", title="BLIP Caption"),
-        _node("negative", "CLIPTextEncode", [C1, 400], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 400], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
               **NEGATIVE),
-        _node("latent", "EmptyLatentImage", [C1, 600], {"width": 512, "height": 512, "batch_size": 1}),
-        _node("show", "PreviewAny", [C2, 0], title="The prompts (all_prompts)", size=[320, 200]),
-        _node("sampler", "KSampler", [C2, 260], SAMPLER),
-        _node("decode", "VAEDecode", [C3, 260]),
-        _node("save", "SaveImage", [C4, 260], {"filename_prefix": "MasaCtrl_blip"}, size=[400, 460]),
+        node("latent", "EmptyLatentImage", [C1, 600], {"width": 512, "height": 512, "batch_size": 1}),
+        node("show", "PreviewAny", [C2, 0], title="The prompts (all_prompts)", size=[320, 200]),
+        node("sampler", "KSampler", [C2, 260], SAMPLER),
+        node("decode", "VAEDecode", [C3, 260]),
+        node("save", "SaveImage", [C4, 260], {"filename_prefix": "MasaCtrl_blip"}, size=[400, 460]),
     ]
     links = BLIP_LINKS + [
         ("ckpt", "CLIP", "negative", "clip"),
@@ -178,19 +178,19 @@ def blip_caption():
 def grid_outpaint():
     C0, C1, C2, C3, C4 = 0, 420, 860, 1180, 1380
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_GRID}, "About this workflow", [380, 440], **NOTE),
+        node("note", "Note", [C0, 0], {"text": NOTE_GRID}, "About this workflow", [380, 440], **NOTE),
         _ckpt([C0, 500]),
-        _node("latent", "EmptyLatentImage", [C0, 660], {"width": 512, "height": 1024, "batch_size": 1},
+        node("latent", "EmptyLatentImage", [C0, 660], {"width": 512, "height": 1024, "batch_size": 1},
               "Canvas: 512x1024"),
-        _node("positive", "CLIPTextEncode", [C1, 0], {"text": TALL_PROMPT}, "Prompt", [400, 150], **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 190], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
+        node("positive", "CLIPTextEncode", [C1, 0], {"text": TALL_PROMPT}, "Prompt", [400, 150], **POSITIVE),
+        node("negative", "CLIPTextEncode", [C1, 190], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
               **NEGATIVE),
-        _node("grid", "MasaCtrlGridSampling", [C1, 400],
+        node("grid", "MasaCtrlGridSampling", [C1, 400],
               {"tile_width": 512, "tile_height": 512, "overlap": 128, "blend": "linear", "tiles_per_batch": 0},
               "Grid Sampling: 512 px tiles", [300, 180], **PHOTO_NODES),
-        _node("sampler", "KSampler", [C2, 0], SAMPLER),
-        _node("decode", "VAEDecode", [C3, 0]),
-        _node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_grid"}, size=[360, 660]),
+        node("sampler", "KSampler", [C2, 0], SAMPLER),
+        node("decode", "VAEDecode", [C3, 0]),
+        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_grid"}, size=[360, 660]),
     ]
     links = [
         ("ckpt", "CLIP", "positive", "clip"),
@@ -220,17 +220,17 @@ Put a photo in ComfyUI/input as {CROPPED_PHOTO}. No model needed.
 def extend_canvas():
     C0, C1, C2, C3 = 0, 420, 820, 1180
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_CANVAS}, "About this workflow", [380, 360], **NOTE),
-        _node("photo", "LoadImage", [C0, 420], {"image": CROPPED_PHOTO}, "The photo", [315, 314]),
-        _node("canvas", "MasaCtrlExtendCanvas", [C1, 0],
+        node("note", "Note", [C0, 0], {"text": NOTE_CANVAS}, "About this workflow", [380, 360], **NOTE),
+        node("photo", "LoadImage", [C0, 420], {"image": CROPPED_PHOTO}, "The photo", [315, 314]),
+        node("canvas", "MasaCtrlExtendCanvas", [C1, 0],
               {"mode": "pixels", "left": 0, "top": 0, "right": 0, "bottom": 256, "target_width": 768,
                "target_height": 1024, "aspect": "2:3", "anchor": "top", "fill": "blur", "feather": 32,
                "seam_band": 8, "seed": 0}, "Extend Canvas: 256 px downwards", [340, 420], **PHOTO_NODES),
-        _node("mask_image", "MaskToImage", [C2, 0], title="mask as an image"),
-        _node("area_image", "MaskToImage", [C2, 120], title="new_area as an image"),
-        _node("save", "SaveImage", [C3, 0], {"filename_prefix": "MasaCtrl_canvas"}, "The canvas", [360, 420]),
-        _node("mask_preview", "PreviewImage", [C3 + 400, 0], title="mask", size=[300, 420]),
-        _node("area_preview", "PreviewImage", [C3 + 740, 0], title="new_area", size=[300, 420]),
+        node("mask_image", "MaskToImage", [C2, 0], title="mask as an image"),
+        node("area_image", "MaskToImage", [C2, 120], title="new_area as an image"),
+        node("save", "SaveImage", [C3, 0], {"filename_prefix": "MasaCtrl_canvas"}, "The canvas", [360, 420]),
+        node("mask_preview", "PreviewImage", [C3 + 400, 0], title="mask", size=[300, 420]),
+        node("area_preview", "PreviewImage", [C3 + 740, 0], title="new_area", size=[300, 420]),
     ]
     links = [
         ("photo", "IMAGE", "canvas", "image"),
@@ -246,31 +246,31 @@ def extend_canvas():
 def repaint_harmonise():
     C0, C1, C2, C3, C4, C5 = 0, 420, 860, 1220, 1580, 1880
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_REPAINT}, "About this workflow", [380, 500], **NOTE),
+        node("note", "Note", [C0, 0], {"text": NOTE_REPAINT}, "About this workflow", [380, 500], **NOTE),
         _ckpt([C0, 560]),
-        _node("photo", "LoadImage", [C0, 720], {"image": MASKED_PHOTO}, "The image + its mask (Mask Editor)",
+        node("photo", "LoadImage", [C0, 720], {"image": MASKED_PHOTO}, "The image + its mask (Mask Editor)",
               [315, 314]),
-        _node("positive", "CLIPTextEncode", [C1, 0], {"text": HARMONISE_PROMPT}, "Prompt: the image", [400, 150],
+        node("positive", "CLIPTextEncode", [C1, 0], {"text": HARMONISE_PROMPT}, "Prompt: the image", [400, 150],
               **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 190], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 190], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
               **NEGATIVE),
-        _node("encode", "VAEEncode", [C1, 400]),
-        _node("repaint", "MasaCtrlRePaint", [C2, 0], REPAINT, "RePaint the masked region", [320, 380],
+        node("encode", "VAEEncode", [C1, 400]),
+        node("repaint", "MasaCtrlRePaint", [C2, 0], REPAINT, "RePaint the masked region", [320, 380],
               **PHOTO_NODES),
-        _node("decode", "VAEDecode", [C3, 0]),
-        _node("paste", "MasaCtrlPasteBack", [C4, 0], size=[260, 70], **PHOTO_NODES),
-        _node("save", "SaveImage", [C5, 0], {"filename_prefix": "MasaCtrl_repaint"}, size=[400, 460]),
+        node("decode", "VAEDecode", [C3, 0]),
+        node("paste", "MasaCtrlPasteBack", [C4, 0], size=[260, 70], **PHOTO_NODES),
+        node("save", "SaveImage", [C5, 0], {"filename_prefix": "MasaCtrl_repaint"}, size=[400, 460]),
         # The SamplerCustom route.
-        _node("noise_mask", "SetLatentNoiseMask", [C2, 560], title="Regenerate only the mask", size=[240, 46]),
-        _node("repaint_sampler", "MasaCtrlRePaintSampler", [C2, 680],
+        node("noise_mask", "SetLatentNoiseMask", [C2, 560], title="Regenerate only the mask", size=[240, 46]),
+        node("repaint_sampler", "MasaCtrlRePaintSampler", [C2, 680],
               {"sampler_name": "ddpm", "jump_length": 5, "resamplings": 3}, size=[320, 110], **PHOTO_NODES),
-        _node("scheduler", "BasicScheduler", [C2, 840], {"scheduler": "normal", "steps": 20, "denoise": 0.5},
+        node("scheduler", "BasicScheduler", [C2, 840], {"scheduler": "normal", "steps": 20, "denoise": 0.5},
               "BasicScheduler: denoise 0.5", [320, 110]),
-        _node("custom", "SamplerCustom", [C3, 560],
+        node("custom", "SamplerCustom", [C3, 560],
               {"add_noise": True, "noise_seed": 42, "control_after_generate": "fixed", "cfg": 7.0},
               "SamplerCustom + RePaint Sampler", [320, 230]),
-        _node("decode2", "VAEDecode", [C4, 560]),
-        _node("preview", "PreviewImage", [C5, 560], size=[400, 460]),
+        node("decode2", "VAEDecode", [C4, 560]),
+        node("preview", "PreviewImage", [C5, 560], size=[400, 460]),
     ]
     links = [
         ("ckpt", "CLIP", "positive", "clip"),

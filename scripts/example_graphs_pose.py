@@ -1,11 +1,10 @@
-"""Node and link list of the issue-5 example: repair the legs of an extended photo with an edited pose.
+"""Node and link list of the pose repair example: repair the legs of an extended photo with an edited pose.
 Used by export_example_workflows.py, which builds it in the real front end and exports it."""
 from __future__ import annotations
 
-from example_graphs_masks import CHECKPOINT, NEGATIVE, NOTE, POSITIVE, _node
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node
 
 POSE_PHOTO = "masactrl_pose_photo.png"
-OPENPOSE_CONTROLNET = "control_v11p_sd15_openpose.pth"
 LEGS_PROMPT = "a full-body photo of a person standing, legs, trousers, shoes, natural light"
 LEGS_NEGATIVE = "extra legs, three legs, crossed legs, deformed feet, blurry"
 
@@ -25,30 +24,30 @@ Run again after editing: only the editor and what follows it re-run."""
 
 def pose_repair():
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_POSE}, "About this workflow", [380, 420], **NOTE),
-        _node("ckpt", "CheckpointLoaderSimple", [C0, 480], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        _node("photo", "LoadImage", [C0, 640], {"image": POSE_PHOTO}, "The photo (feet cut off)", [315, 314]),
-        _node("extend", "MasaCtrlExtendCanvas", [C1, 0], {"mode": "pixels", "bottom": 256}),
-        _node("positive", "CLIPTextEncode", [C1, 640], {"text": LEGS_PROMPT}, "Prompt: the whole person",
+        node("note", "Note", [C0, 0], {"text": NOTE_POSE}, "About this workflow", [380, 420], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 480], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("photo", "LoadImage", [C0, 640], {"image": POSE_PHOTO}, "The photo (feet cut off)", [315, 314]),
+        node("extend", "MasaCtrlExtendCanvas", [C1, 0], {"mode": "pixels", "bottom": 256}),
+        node("positive", "CLIPTextEncode", [C1, 640], {"text": LEGS_PROMPT}, "Prompt: the whole person",
               [400, 150], **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 830], {"text": LEGS_NEGATIVE}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 830], {"text": LEGS_NEGATIVE}, "Negative prompt", [400, 150],
               **NEGATIVE),
-        _node("detect", "MasaCtrlOpenPoseDetect", [C2, 0],
+        node("detect", "MasaCtrlOpenPoseDetect", [C2, 0],
               {"detect_hands": False, "detect_face": False, "resolution": 512}, size=[280, 130]),
-        _node("encode", "VAEEncode", [C2, 640]),
-        _node("editor", "MasaCtrlPoseEditor", [C3, 0], title="Pose Editor: fix the legs here", size=[460, 620]),
-        _node("noise_mask", "SetLatentNoiseMask", [C3, 700], title="Inpaint only the new area"),
-        _node("controlnet", "ControlNetLoader", [C3, 830], {"control_net_name": OPENPOSE_CONTROLNET},
+        node("encode", "VAEEncode", [C2, 640]),
+        node("editor", "MasaCtrlPoseEditor", [C3, 0], title="Pose Editor: fix the legs here", size=[460, 620]),
+        node("noise_mask", "SetLatentNoiseMask", [C3, 700], title="Inpaint only the new area"),
+        node("controlnet", "ControlNetLoader", [C3, 830], {"control_net_name": OPENPOSE_CONTROLNET},
               size=[315, 58]),
-        _node("pose_preview", "PreviewImage", [C4, 0], title="Edited pose (ControlNet hint)", size=[300, 330]),
-        _node("apply", "ControlNetApplyAdvanced", [C4, 640],
+        node("pose_preview", "PreviewImage", [C4, 0], title="Edited pose (ControlNet hint)", size=[300, 330]),
+        node("apply", "ControlNetApplyAdvanced", [C4, 640],
               {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
-        _node("sampler", "KSampler", [C5, 300],
+        node("sampler", "KSampler", [C5, 300],
               {"seed": 42, "control_after_generate": "fixed", "steps": 25, "cfg": 7.0, "sampler_name": "dpmpp_2m",
                "scheduler": "karras", "denoise": 1.0}),
-        _node("decode", "VAEDecode", [C6, 300]),
-        _node("paste", "MasaCtrlPasteBack", [C7, 300], size=[260, 70]),
-        _node("save", "SaveImage", [C8, 300], {"filename_prefix": "MasaCtrl_pose_repair"}, size=[420, 460]),
+        node("decode", "VAEDecode", [C6, 300]),
+        node("paste", "MasaCtrlPasteBack", [C7, 300], size=[260, 70]),
+        node("save", "SaveImage", [C8, 300], {"filename_prefix": "MasaCtrl_pose_repair"}, size=[420, 460]),
     ]
     links = [
         ("photo", "IMAGE", "extend", "image"),

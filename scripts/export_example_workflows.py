@@ -26,14 +26,13 @@ sys.path.insert(0, str(PACK_DIR / "scripts"))
 
 from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
 from example_graphs_eval import CLIP_MODEL, schedule_sweep  # noqa: E402
-from example_graphs_masks import (CHECKPOINT, NEGATIVE, NOTE, PHOTO, POSITIVE, _node,  # noqa: E402
-                                  mask_guided_synthesis, real_photo_editing)
+from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing  # noqa: E402
 from example_graphs_photo import (BLIP_MODEL, CROPPED_PHOTO, MASKED_PHOTO, blip_caption,  # noqa: E402
                                   complete_cropped_photo, extend_canvas, grid_outpaint, repaint_harmonise)
 from example_graphs_pose import POSE_PHOTO, pose_repair  # noqa: E402
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node  # noqa: E402
 
 OUT_DIR = PACK_DIR / "example_workflows"
-CONTROLNET = "control_v11p_sd15_openpose.pth"
 SOURCE_POSE = "masactrl_source_pose.png"
 TARGET_POSE = "masactrl_target_pose.png"
 SOURCE_PROMPT = "a photo of a corgi"
@@ -58,7 +57,7 @@ As the consistent-synthesis example (image 0 = source, image 1 = target, same no
 
 - Put two OpenPose skeleton images in ComfyUI/input: {SOURCE_POSE} (source pose) and {TARGET_POSE} (target pose), the same size as the output.
 - Image Batch stacks them, so ControlNet hint 0 guides image 0 and hint 1 guides image 1.
-- Apply ControlNet works on the batched positive and on the negative; model: {CONTROLNET} in models/controlnet.
+- Apply ControlNet works on the batched positive and on the negative; model: {OPENPOSE_CONTROLNET} in models/controlnet.
 
 MasaCtrl keeps the target's look consistent with the source while ControlNet moves it into the target pose."""
 
@@ -67,24 +66,24 @@ def consistent_synthesis(pose=False):
     """The node and link list of one example; `pose` adds the ControlNet OpenPose branch."""
     sampler_x, decode_x, save_x = (C4, C5, C6) if pose else (C3, C4, C5)
     nodes = [
-        _node("note", "Note", [C0, 0], {"text": NOTE_POSE if pose else NOTE_SYNTHESIS}, "About this workflow",
+        node("note", "Note", [C0, 0], {"text": NOTE_POSE if pose else NOTE_SYNTHESIS}, "About this workflow",
               [380, 300], **NOTE),
-        _node("ckpt", "CheckpointLoaderSimple", [C0, 340], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        _node("latent", "EmptyLatentImage", [C0, 910], {"width": 512, "height": 512, "batch_size": 2}),
-        _node("source", "CLIPTextEncode", [C1, 340], {"text": SOURCE_PROMPT}, "Source prompt (image 0)",
+        node("ckpt", "CheckpointLoaderSimple", [C0, 340], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 910], {"width": 512, "height": 512, "batch_size": 2}),
+        node("source", "CLIPTextEncode", [C1, 340], {"text": SOURCE_PROMPT}, "Source prompt (image 0)",
               [400, 150], **POSITIVE),
-        _node("target", "CLIPTextEncode", [C1, 530], {"text": TARGET_PROMPT}, "Target prompt (image 1)",
+        node("target", "CLIPTextEncode", [C1, 530], {"text": TARGET_PROMPT}, "Target prompt (image 1)",
               [400, 150], **POSITIVE),
-        _node("negative", "CLIPTextEncode", [C1, 720], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        _node("seed_behavior", "LatentBatchSeedBehavior", [C1, 910], {"seed_behavior": "fixed"},
+        node("negative", "CLIPTextEncode", [C1, 720], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 910], {"seed_behavior": "fixed"},
               "Same noise for source and target"),
-        _node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        _node("batch", "MasaCtrlBatchConditioning", [C2, 470], size=[260, 46]),
-        _node("sampler", "KSampler", [sampler_x, 340],
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 470], size=[260, 46]),
+        node("sampler", "KSampler", [sampler_x, 340],
               {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5, "sampler_name": "ddim",
                "scheduler": "ddim_uniform", "denoise": 1.0}),
-        _node("decode", "VAEDecode", [decode_x, 340]),
-        _node("save", "SaveImage", [save_x, 340], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+        node("decode", "VAEDecode", [decode_x, 340]),
+        node("save", "SaveImage", [save_x, 340], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),
@@ -104,13 +103,13 @@ def consistent_synthesis(pose=False):
         links += [("batch", "CONDITIONING", "sampler", "positive"), ("negative", "CONDITIONING", "sampler", "negative")]
         return {"nodes": nodes, "links": links}
     nodes += [
-        _node("controlnet", "ControlNetLoader", [C2, 860], {"control_net_name": CONTROLNET}, size=[315, 58]),
-        _node("source_pose", "LoadImage", [C0, 1080], {"image": SOURCE_POSE}, "Source pose (image 0)",
+        node("controlnet", "ControlNetLoader", [C2, 860], {"control_net_name": OPENPOSE_CONTROLNET}, size=[315, 58]),
+        node("source_pose", "LoadImage", [C0, 1080], {"image": SOURCE_POSE}, "Source pose (image 0)",
               [315, 314]),
-        _node("target_pose", "LoadImage", [C1, 1080], {"image": TARGET_POSE}, "Target pose (image 1)",
+        node("target_pose", "LoadImage", [C1, 1080], {"image": TARGET_POSE}, "Target pose (image 1)",
               [315, 314]),
-        _node("poses", "ImageBatch", [C2, 1080], title="Pose batch: source, target"),
-        _node("apply", "ControlNetApplyAdvanced", [C3, 470],
+        node("poses", "ImageBatch", [C2, 1080], title="Pose batch: source, target"),
+        node("apply", "ControlNetApplyAdvanced", [C3, 470],
               {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
     ]
     links += [
@@ -247,7 +246,7 @@ def _placeholder_inputs(base: Path):
     for folder in ("models/checkpoints", "models/controlnet", "input"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     (base / "models" / "checkpoints" / CHECKPOINT).touch()
-    (base / "models" / "controlnet" / CONTROLNET).touch()
+    (base / "models" / "controlnet" / OPENPOSE_CONTROLNET).touch()
     (base / "models" / "blip" / BLIP_MODEL).mkdir(parents=True)  # listed by Load BLIP Caption Model
     (base / "models" / "clip_vision" / CLIP_MODEL).mkdir(parents=True)  # and by Load Alignment Score Models
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import COMFYUI_PATH, PACK_DIR, comfyui_missing_reason
+from pose_editor_page import (PACK_FOLDER, WORKFLOW, add_person_and_edit, editor_node, focus_editor, load_workflow,
+                              run_and_wait)
 
 W, H = 256, 384
 BODY = [(128, 60), (128, 100), (100, 100), (92, 150), (88, 200), (156, 100), (164, 150), (168, 200), (112, 200),
@@ -243,16 +245,13 @@ def test_input_pose_edits_and_reset(editor):
 
 
 def test_model_reads_and_writes_what_python_does(page):
-    """Normalised comfyui_controlnet_aux JSON -> pixels, the same numbers as nodes/pose_format.py."""
+    """Normalised comfyui_controlnet_aux JSON -> pixels, the same numbers as completion/pose_format.py."""
     normalised = [{"people": [{"pose_keypoints_2d": [v for p in BODY for v in ((p[0] / W, p[1] / H, 1.0) if p
                                                                               else (0.0, 0.0, 0.0))]}],
                    "canvas_width": W, "canvas_height": H}]
     written = page.evaluate("(v) => poseModel.serialisePose(poseModel.parsePose(v))", normalised)
-    import importlib.util
+    from masactrl_suite.completion import pose_format as fmt
 
-    spec = importlib.util.spec_from_file_location("masactrl_pose_format", PACK_DIR / "nodes" / "pose_format.py")
-    fmt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fmt)
     ours = fmt.parse_pose_keypoint(normalised)[0]["people"][0]["pose_keypoints_2d"]
     assert written[0]["people"][0]["pose_keypoints_2d"] == pytest.approx(ours)
     assert written[0]["people"][0]["hand_left_keypoints_2d"] is None
@@ -272,17 +271,14 @@ def comfy_page(browser):
     reason = comfyui_missing_reason()
     if reason:
         pytest.skip(reason)
-    sys.path.insert(0, str(PACK_DIR / "scripts"))
-    import screenshot_pose_editor as shots
-
     from comfy_harness import ComfyServer
 
     base = Path(tempfile.mkdtemp(prefix="masactrl-pose-comfy-"))
     try:
         # in a subprocess: ComfyUI's start-up runs asyncio, which playwright's running loop forbids here
-        subprocess.run([sys.executable, str(Path(shots.__file__)), "--prepare", str(base)], check=True,
-                       env={**os.environ, "COMFYUI_PATH": str(COMFYUI_PATH)}, timeout=300)
-        with ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=shots.PACK_FOLDER) as server:
+        prepare = [sys.executable, Path(__file__).with_name("pose_editor_page.py"), "--prepare", str(base)]
+        subprocess.run(prepare, check=True, env={**os.environ, "COMFYUI_PATH": str(COMFYUI_PATH)}, timeout=300)
+        with ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER) as server:
             server.post("/settings/Comfy.TutorialCompleted", True)
             tab = browser.new_page(viewport={"width": 1600, "height": 1000})
             tab.errors = []
@@ -291,32 +287,32 @@ def comfy_page(browser):
                                   " && window.LiteGraph?.registered_node_types?.MasaCtrlPoseEditor)", timeout=90_000)
             tab.on("pageerror", lambda error: tab.errors.append(str(error)))  # after the front end's own start
             tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-            yield tab, server, shots
+            yield tab, server
             tab.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 def test_example_workflow_edited_in_comfyui_renders_the_edit(comfy_page):
-    page, server, shots = comfy_page
-    editor = f"{shots.editor_node(page)}.masactrlPoseEditor"
-    assert shots.load_workflow(page) == 17
+    page, server = comfy_page
+    editor = f"{editor_node(page)}.masactrlPoseEditor"
+    assert load_workflow(page) == 17
     page.wait_for_timeout(500)
     assert not page.locator(".p-toast-message").all_inner_texts()  # e.g. "Invalid workflow against zod schema"
-    first = shots.run_and_wait(page, server)
+    first = run_and_wait(page, server)
     assert first["status"]["status_str"] == "success", f"{first['status']}\n{server.log_tail()}"
     # the node received the detection (random weights: nobody) and the extended photo behind it
     page.wait_for_function(f"{editor}.background !== null && {editor}.input !== null")
     assert page.evaluate(f"{editor}.doc.frame.width") == 128 and page.evaluate(f"{editor}.doc.frame.height") == 128
-    shots.focus_editor(page)
-    shots.add_person_and_edit(page)
+    focus_editor(page)
+    add_person_and_edit(page)
     knee = page.evaluate(f"{editor}.doc.frame.people[0].body[12]")
     assert knee[0] > 64 + 0.07 * 77 + 5  # moved right of the template's place (canvas centre + 0.07 * size)
     # the edit is the node's saved value: in the workflow, and in the prompt
     workflow = json.loads(page.evaluate("JSON.stringify(app.graph.serialize())"))
     node = next(n for n in workflow["nodes"] if n["type"] == "MasaCtrlPoseEditor")
     assert json.loads(node["widgets_values"][0]) == json.loads(page.evaluate(f"{editor}.value"))
-    second = shots.run_and_wait(page, server)
+    second = run_and_wait(page, server)
     assert second["status"]["status_str"] == "success", f"{second['status']}\n{server.log_tail()}"
     preview = next(i for i, n in second["prompt"][2].items() if n["class_type"] == "PreviewImage")
     image = second["outputs"][preview]["images"][0]
@@ -332,12 +328,12 @@ def test_example_workflow_edited_in_comfyui_renders_the_edit(comfy_page):
 
 
 def test_malformed_saved_pose_in_comfyui_keeps_the_graph(comfy_page):
-    page, server, shots = comfy_page
-    workflow = json.loads((PACK_DIR / "example_workflows" / f"{shots.WORKFLOW}.json").read_text())
+    page, _ = comfy_page
+    workflow = json.loads((PACK_DIR / "example_workflows" / f"{WORKFLOW}.json").read_text())
     node = next(n for n in workflow["nodes"] if n["type"] == "MasaCtrlPoseEditor")
     node["widgets_values"] = ['[{"people": [{"pose_keypoints_2d": [1, 2]}]}']
-    assert shots.load_workflow(page, json.dumps(workflow)) == 17
+    assert load_workflow(page, json.dumps(workflow)) == 17
     status = page.locator(".masactrl-pose-editor .mpe-status").inner_text()
     assert status.startswith("The saved pose could not be read")
-    assert json.loads(page.evaluate(f"{shots.editor_node(page)}.widgets[0].value"))[0]["people"] == []
+    assert json.loads(page.evaluate(f"{editor_node(page)}.widgets[0].value"))[0]["people"] == []
     assert not page.errors, page.errors
