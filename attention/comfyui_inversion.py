@@ -69,9 +69,9 @@ def inversion_sampler(box: dict, clean_sigma: float):
 
 
 def invert(model, positive, negative, samples: torch.Tensor, steps: int, cfg: float, scheduler: str,
-           node: str) -> DDIMInversion:
-    """DDIM-invert one photo's latent `samples` through ComfyUI's sampler machinery (CFG, patches, progress bar,
-    latent preview, Cancel); the start latent is the trajectory's start."""
+           node: str) -> tuple[torch.Tensor, DDIMInversion]:
+    """DDIM-invert one photo's latent `samples` (LATENT space) through ComfyUI's sampler machinery (CFG, patches,
+    progress bar, latent preview, Cancel): the start latent in LATENT space, and the inversion (model space)."""
     check_vp_sampling(model, node)
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu()
@@ -89,9 +89,10 @@ def invert(model, positive, negative, samples: torch.Tensor, steps: int, cfg: fl
     guider.set_cfg(cfg)
     box = {}
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-    guider.sample(torch.zeros_like(latent_image), latent_image, comfy.samplers.KSAMPLER(inversion_sampler(box, clean_sigma)),
-                  sigmas, callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
-    return DDIMInversion(box["trajectory"], steps, scheduler, cfg)
+    start = guider.sample(torch.zeros_like(latent_image), latent_image,
+                          comfy.samplers.KSAMPLER(inversion_sampler(box, clean_sigma)), sigmas, callback=callback,
+                          disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
+    return start, DDIMInversion(box["trajectory"], steps, scheduler, cfg)
 
 
 class FollowTrajectory:

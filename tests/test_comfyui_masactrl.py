@@ -233,29 +233,28 @@ def test_graph_with_a_single_image_batch_fails_with_the_fix(sd15):
         run_graph(sd15.comfy, graph(sd15.name, (SCHEDULE,), batch=1))
 
 
-class OtherPacksPatch:
+def other_packs_patch(scale, rows: list):
     """Stands for another attention pack's replace patch (StyleAligned-like on attn1, IPAdapter-like on attn2):
-    ComfyUI's own attention with its output scaled, counting the rows it computes."""
+    ComfyUI's own attention with its output scaled, appending the rows it computes to `rows`. A function, not
+    an object: ModelPatcher.clone() deep-copies patch objects (and their counters), not functions."""
+    from comfy.ldm.modules.attention import optimized_attention
 
-    def __init__(self, scale):
-        self.scale, self.rows = scale, 0
-
-    def __call__(self, q, k, v, extra_options):
-        from comfy.ldm.modules.attention import optimized_attention
-
-        self.rows += q.shape[0]
-        return optimized_attention(q, k, v, extra_options["n_heads"]) * self.scale
+    def patch(q, k, v, extra_options):
+        rows.append(q.shape[0])
+        return optimized_attention(q, k, v, extra_options["n_heads"]) * scale
+    return patch
 
 
 def with_other_packs(sd15):
     from masactrl_suite.attention.comfyui_patches import layer_map_of
 
     model = sd15.model.clone()
-    attn1, attn2 = OtherPacksPatch(0.9), OtherPacksPatch(1.1)
+    attn1_rows, attn2_rows = [], []
+    attn1, attn2 = other_packs_patch(0.9, attn1_rows), other_packs_patch(1.1, attn2_rows)
     for site in layer_map_of(model.get_model_object("diffusion_model")).sites:
         model.set_model_attn1_replace(attn1, *site)
         model.set_model_attn2_replace(attn2, *site)
-    return model, attn1, attn2
+    return model, attn1, attn1_rows, attn2_rows
 
 
 def test_other_packs_attention_patches_keep_acting(sd15):
@@ -264,18 +263,18 @@ def test_other_packs_attention_patches_keep_acting(sd15):
     other pack alone; the other pack's attn2 patches act throughout."""
     from masactrl_suite.attention.comfyui_patches import replace_control
 
-    other, attn1, attn2 = with_other_packs(sd15)
+    other, attn1, attn1_rows, attn2_rows = with_other_packs(sd15)
     plain = sample(sd15, sd15.model)
     alone = sample(sd15, other)
     assert (alone - plain).abs().max() > 1e-2, "the stand-in patches must change the result to be seen"
-    attn1.rows = attn2.rows = 0
+    attn1_rows.clear(), attn2_rows.clear()
     patched = masactrl(sd15, other, **SCHEDULE)
     ours = sample(sd15, patched)
     steps, layers, rows = 6, 11, 4  # (source + target) x (cond + uncond)
-    assert attn2.rows == steps * layers * rows
+    assert sum(attn2_rows) == steps * layers * rows
     # MasaCtrl's layers 5-10 from step 2: there the other patch runs for the source rows (it gets the whole
     # batch, as it expects, and MasaCtrl keeps its source rows); elsewhere it is the only attn1.
-    assert attn1.rows == steps * layers * rows
+    assert sum(attn1_rows) == steps * layers * rows
     torch.testing.assert_close(ours[0], alone[0], rtol=0, atol=1e-4)
     assert (ours[1] - alone[1]).abs().max() > 1e-2, "MasaCtrl did not change the target"
     # Removing MasaCtrl gives the other pack's patch back at every site, and the input model kept it throughout.

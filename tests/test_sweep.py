@@ -169,7 +169,7 @@ def test_scores_are_those_of_the_alignment_scores_node(sd):
 
 
 def test_plot_and_grid_show_every_setting(sd):
-    from masactrl_suite.nodes.sweep_nodes import TEXT_AXIS, CONSISTENCY
+    from masactrl_suite.evaluation.comfyui_sweep import TEXT_AXIS, CONSISTENCY
     from masactrl_suite.evaluation.plots import PlotPoint, marker_colour, tradeoff_plot
 
     images, grid, plot, _, text = sweep(sd, values="off, 0, 1, -1")
