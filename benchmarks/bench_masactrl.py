@@ -40,7 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resolution", type=int, help="image size in px (latent = /8); default 512 on cuda, 256 on cpu")
     p.add_argument("--steps", type=int, default=8, help="timed sampling steps per run (>4 so (b) gets active steps)")
-    p.add_argument("--warmup-steps", type=int, default=1, help="untimed run of this many steps per config first")
+    p.add_argument("--warmup-steps", type=int, default=5,
+                   help="untimed run of this many steps per config first (>4: MasaCtrl refuses a run it would not "
+                        "act in)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds a,b,c,d; the median per config is kept")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="UNet dtype; default fp16 on cuda, fp32 on cpu")
@@ -77,33 +79,25 @@ def setup(args):
     import comfy.model_patcher
     import comfy.sample
     from comfy.ldm.modules.attention import optimized_attention
-    from comfy_harness import SD15_FULL_UNET, build_sd15_model
-    from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
-    from masactrl_suite.attention.comfyui_patches import layer_map_of, patch_model
-    from masactrl_suite.attention.comfyui_mask_patches import patch_masks
-    from masactrl_suite.attention.mask_guidance import MaskGuidance
+    from comfy_harness import SD15_FULL_UNET, build_sd15_model, schema_defaults
     from masactrl_suite.attention.subject_words import PromptSubject, Subject
-    from masactrl_suite.attention.comfyui_patches import capture_sites
+    from masactrl_suite.nodes.masactrl_nodes import MasaCtrl
+    from masactrl_suite.nodes.mask_nodes import MaskGuidanceNode
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     _, base = build_sd15_model(SD15_FULL_UNET, dtype=dtype)
     model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
-    layer_map = layer_map_of(model.get_model_object("diffusion_model"))
 
-    def masactrl(schedule):  # exactly what the MasaCtrl node does (nodes/masactrl_nodes.py)
-        control = MutualSelfAttentionControl(schedule, BatchLayout.parse("0"), layer_map)
-        return patch_model(model.clone(), control, optimized_attention)
+    def masactrl(**inputs):  # the MasaCtrl node itself, with its defaults where not given
+        return MasaCtrl.execute(model, **{**schema_defaults(MasaCtrl), **inputs}).result[0]
 
-    def masked(patched):  # exactly what the MasaCtrl Masks node does (nodes/mask_nodes.py), subject = token 5
-        sites = capture_sites(model.get_model_object("diffusion_model"), 2, ("encoder", "middle", "decoder"))
+    def masked(patched):  # the MasaCtrl Masks node itself, automatic masks from token 5 of each prompt
         word = PromptSubject(("subject",), ((5,),), 77)
-        guidance = MaskGuidance(0.1, Subject(word, word), capture_layers=frozenset(sites))
-        return patch_masks(patched, guidance, sites, optimized_attention, "calc_cond_batch", "outer_sample")
+        return MaskGuidanceNode.execute(patched, threshold=0.1, map_resolution="1/4 (paper)", map_layers="all",
+                                        subject=Subject(word, word)).result[0]
 
-    models = {"a": model.clone(), "b": masactrl(MutualAttentionSchedule()),
-              "c": masactrl(MutualAttentionSchedule(start_step=0, start_layer=0)),
-              "d": masked(masactrl(MutualAttentionSchedule()))}
+    models = {"a": model.clone(), "b": masactrl(), "c": masactrl(start_step=0, start_layer=0), "d": masked(masactrl())}
     g = torch.Generator().manual_seed(args.seed)
     latent = torch.zeros(2, 4, args.resolution // 8, args.resolution // 8)
     noise = torch.randn(latent.shape, generator=g)
