@@ -1,8 +1,11 @@
 """OpenPose detection with controlnet_aux's networks, loaded from ComfyUI's models/openpose folder (the files of
 lllyasviel's Annotators: body_pose_model.pth, and for hands/face hand_pose_model.pth and facenet.pth) and run
-under ComfyUI's model management. controlnet_aux is imported on first load, not when ComfyUI starts."""
+under ComfyUI's model management. Files comfyui_controlnet_aux already downloaded are used where they are (read
+only). controlnet_aux is imported on first load, not when ComfyUI starts."""
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 
 import comfy.model_management
@@ -15,22 +18,76 @@ from . import hf_folders
 
 MODEL_FOLDER = "openpose"
 WEIGHTS = {"body": "body_pose_model.pth", "hand": "hand_pose_model.pth", "face": "facenet.pth"}
+HF_REPO = "lllyasviel/Annotators"
+DOWNLOAD_PAGE = f"https://huggingface.co/{HF_REPO}/tree/main"
+INSTALL = "pip install controlnet_aux"
 
 hf_folders.register(MODEL_FOLDER)
 
 
-def weight_paths(hands: bool, face: bool, node: str = "OpenPose Detect") -> dict[str, str]:
-    """part -> file in models/openpose; an error naming the folders and the missing files otherwise."""
-    wanted = ["body"] + ["hand"] * hands + ["face"] * face
-    paths = {part: folder_paths.get_full_path(MODEL_FOLDER, WEIGHTS[part]) for part in wanted}
-    missing = [WEIGHTS[part] for part, path in paths.items() if path is None]
-    if missing:
-        folders = folder_paths.get_folder_paths(MODEL_FOLDER)
-        raise FileNotFoundError(
-            f"{node}: {', '.join(missing)} not found in the openpose model folder ({', '.join(folders)}). "
-            f"Put the files of lllyasviel/Annotators there: {WEIGHTS['body']}, and {WEIGHTS['hand']} for "
-            f"detect_hands, {WEIGHTS['face']} for detect_face.")
-    return paths
+def controlnet_aux_folders() -> list[str]:
+    """Where comfyui_controlnet_aux keeps the same files: <ckpts>/lllyasviel/Annotators (its custom_hf_download),
+    <ckpts> being $AUX_ANNOTATOR_CKPTS_PATH (which that pack sets from its config.yaml when it loads) or the
+    ckpts folder of a custom node folder (its default; any folder name, as Manager and zip installs differ)."""
+    roots = [os.environ["AUX_ANNOTATOR_CKPTS_PATH"]] if os.environ.get("AUX_ANNOTATOR_CKPTS_PATH") else []
+    for custom_nodes in folder_paths.get_folder_paths("custom_nodes"):
+        try:
+            roots += [os.path.join(custom_nodes, name, "ckpts") for name in sorted(os.listdir(custom_nodes))]
+        except OSError:
+            continue
+    folders = (os.path.join(root, *HF_REPO.split("/")) for root in roots)
+    return list(dict.fromkeys(f for f in folders if os.path.isdir(f)))
+
+
+def find_weight(name: str) -> str | None:
+    """models/openpose (and extra_model_paths.yaml's openpose entries) first, then comfyui_controlnet_aux's."""
+    path = folder_paths.get_full_path(MODEL_FOLDER, name)
+    if path:
+        return path
+    return next((os.path.join(f, name) for f in controlnet_aux_folders() if os.path.isfile(os.path.join(f, name))),
+                None)
+
+
+def controlnet_aux_missing(node: str, error: Exception | None = None) -> str:
+    detail = f" ({error})" if error else ""
+    return (f"{node}: the controlnet_aux package, which runs OpenPose, is not installed or cannot be imported"
+            f"{detail}. Install it into the Python that runs ComfyUI: {INSTALL}, then restart ComfyUI.")
+
+
+def missing_weights(node: str, hands: bool, face: bool, inputs: tuple[str, str]) -> str | None:
+    """None when every file asked for is found; else which are missing, where it looked and how to download them.
+    `inputs`: the node's names of its hands and face switches, to say which switch needs which file."""
+    why = {"body": "", "hand": f" (for {inputs[0]}; or turn it off)", "face": f" (for {inputs[1]}; or turn it off)"}
+    missing = [part for part in ["body"] + ["hand"] * bool(hands) + ["face"] * bool(face)
+               if find_weight(WEIGHTS[part]) is None]
+    if not missing:
+        return None
+    folders = folder_paths.get_folder_paths(MODEL_FOLDER)
+    aux = controlnet_aux_folders()
+    looked = ", ".join(aux) if aux else "ckpts/lllyasviel/Annotators: none under custom_nodes"
+    names = " ".join(WEIGHTS[p] for p in missing)
+    return (f"{node}: {', '.join(WEIGHTS[p] + why[p] for p in missing)} not found. Looked in the openpose model "
+            f"folder ({', '.join(folders)}) and in comfyui_controlnet_aux's checkpoints ({looked}). Download the "
+            f"file(s) from {DOWNLOAD_PAGE} into {folders[0]}, e.g.: hf download {HF_REPO} {names} "
+            f"--local-dir \"{folders[0]}\"")
+
+
+def openpose_problem(node: str, hands: bool, face: bool, inputs: tuple[str, str]) -> str | None:
+    """For validation, before anything runs: controlnet_aux not installed, or files missing; None when all is there."""
+    try:
+        installed = importlib.util.find_spec("controlnet_aux") is not None  # cheap: nothing is imported
+    except ValueError:  # in sys.modules without a spec: imported some other way, so present
+        installed = True
+    return missing_weights(node, hands, face, inputs) if installed else controlnet_aux_missing(node)
+
+
+def weight_paths(hands: bool, face: bool, node: str = "OpenPose Detect",
+                 inputs: tuple[str, str] = ("detect_hands", "detect_face")) -> dict[str, str]:
+    """part -> weight file; FileNotFoundError with missing_weights' message otherwise."""
+    problem = missing_weights(node, hands, face, inputs)
+    if problem:
+        raise FileNotFoundError(problem)
+    return {part: find_weight(WEIGHTS[part]) for part in ["body"] + ["hand"] * bool(hands) + ["face"] * bool(face)}
 
 
 @dataclass
@@ -46,9 +103,12 @@ class OpenPoseModel:
         return self.detector
 
 
-def load_openpose(paths: dict[str, str]) -> OpenPoseModel:
+def load_openpose(paths: dict[str, str], node: str = "OpenPose Detect") -> OpenPoseModel:
     """controlnet_aux's OpenposeDetector on these files (part -> path)."""
-    from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector
+    try:
+        from controlnet_aux.open_pose import Body, Face, Hand, OpenposeDetector
+    except ImportError as error:  # also a broken install (a dependency of its own missing): say what to do
+        raise ImportError(controlnet_aux_missing(node, error)) from error
 
     body = Body(paths["body"])
     hand = Hand(paths["hand"]) if "hand" in paths else None

@@ -7,7 +7,8 @@ import torch
 from comfy_api.v0_0_2 import io, ui
 
 from ..completion.pose_format import PoseFormatError, empty_frame, parse_pose_keypoint, render_frame, rescale
-from ..model_files.openpose_detector import MODEL_FOLDER, WEIGHTS, detect, load_openpose, weight_paths
+from ..model_files.openpose_detector import (DOWNLOAD_PAGE, MODEL_FOLDER, WEIGHTS, detect, load_openpose,
+                                             openpose_problem, weight_paths)
 
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux's type, shared with other packs
 OpenPoseModel_ = io.Custom("MASACTRL_OPENPOSE_MODEL")
@@ -25,8 +26,8 @@ class OpenPoseLoader(io.ComfyNode):
             display_name="Load OpenPose Model (MasaCtrl)",
             category="MasaCtrl/pose",
             description=f"Load controlnet_aux's OpenPose networks from models/{MODEL_FOLDER} (lllyasviel/Annotators: "
-                        f"{WEIGHTS['body']}, {WEIGHTS['hand']}, {WEIGHTS['face']}) under ComfyUI's model "
-                        "management, for OpenPose Detect.",
+                        f"{WEIGHTS['body']}, {WEIGHTS['hand']}, {WEIGHTS['face']}; {DOWNLOAD_PAGE}) or from "
+                        "comfyui_controlnet_aux's checkpoints, under ComfyUI's model management, for OpenPose Detect.",
             inputs=[
                 io.Boolean.Input("hands", default=True, tooltip=f"Also load the hand network ({WEIGHTS['hand']}), "
                                                                 "for OpenPose Detect's detect_hands."),
@@ -37,9 +38,16 @@ class OpenPoseLoader(io.ComfyNode):
                                            tooltip="The loaded networks, for OpenPose Detect.")],
         )
 
+    # Only the inputs checked are named: ComfyUI 0.3.64 skips its own checks of every input a validate_inputs
+    # names (all of them with **kwargs). A linked switch is not known before the run (None): execute checks again.
+    @classmethod
+    def validate_inputs(cls, hands=None, face=None):
+        return openpose_problem("Load OpenPose Model", hands, face, ("hands", "face")) or True
+
     @classmethod
     def execute(cls, hands, face) -> io.NodeOutput:
-        return io.NodeOutput(load_openpose(weight_paths(hands, face, "Load OpenPose Model")))
+        node = "Load OpenPose Model"
+        return io.NodeOutput(load_openpose(weight_paths(hands, face, node, ("hands", "face")), node))
 
 
 class OpenPoseDetect(io.ComfyNode):
@@ -50,8 +58,9 @@ class OpenPoseDetect(io.ComfyNode):
             display_name="OpenPose Detect (MasaCtrl)",
             category="MasaCtrl/pose",
             description="Find people's OpenPose keypoints in each image (controlnet_aux's OpenPose, weights in "
-                        "models/openpose). Outputs the pose drawn for the openpose ControlNet and the keypoints "
-                        "(POSE_KEYPOINT, the format of comfyui_controlnet_aux) for the Pose Editor.",
+                        f"models/openpose or comfyui_controlnet_aux's checkpoints; {DOWNLOAD_PAGE}). Outputs the pose "
+                        "drawn for the openpose ControlNet and the keypoints (POSE_KEYPOINT, the format of "
+                        "comfyui_controlnet_aux) for the Pose Editor.",
             inputs=[
                 io.Image.Input("image", tooltip="The photo(s) to find people in; one pose frame per image."),
                 io.Boolean.Input("detect_hands", default=False,
@@ -67,6 +76,11 @@ class OpenPoseDetect(io.ComfyNode):
             ],
             outputs=[io.Image.Output(display_name="pose_image"), PoseKeypoint.Output(display_name="pose")],
         )
+
+    @classmethod
+    def validate_inputs(cls, detect_hands=None, detect_face=None):
+        # A connected openpose_model needs the same files (its loader checks them too), so this checks either way.
+        return openpose_problem("OpenPose Detect", detect_hands, detect_face, ("detect_hands", "detect_face")) or True
 
     @classmethod
     def execute(cls, image, detect_hands, detect_face, resolution, openpose_model=None) -> io.NodeOutput:

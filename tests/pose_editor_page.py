@@ -123,12 +123,24 @@ def run_and_wait(page, server, timeout=240.0) -> dict:
 
 def add_person_and_edit(page):
     """+ Person in the widget, then drag the new person's left knee 40 screen px right."""
-    page.locator(".masactrl-pose-editor button[data-action=addPerson]").click()
+    page.locator(".masactrl-pose-editor [data-action=addPerson]").click()
     knee = page.evaluate(f"{editor_node(page)}.masactrlPoseEditor.screenPoint(0, 'body', 12)")
     page.mouse.move(knee["x"], knee["y"])
     page.mouse.down()
     page.mouse.move(knee["x"] + 40, knee["y"], steps=8)
     page.mouse.up()
+
+
+def press_in_editor(page, point, *keys):
+    """Click a point of the pose ((person, part, index); None: no click) to focus and select it, then press the keys
+    one by one, each followed by two frames: the front end's change tracker acts on keys in an animation frame."""
+    if point is not None:
+        at = page.evaluate(f"{editor_node(page)}.masactrlPoseEditor.screenPoint(...{json.dumps(list(point))})")
+        page.mouse.click(at["x"], at["y"])
+    for key in keys:
+        page.keyboard.press(key)
+        page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        page.wait_for_timeout(50)
 
 
 if __name__ == "__main__":

@@ -147,27 +147,112 @@ def node(comfy, name):
     return comfy.nodes.NODE_CLASS_MAPPINGS[name]
 
 
-def test_missing_weights_name_the_folder_and_files(comfy, tmp_path, monkeypatch):
-    monkeypatch.setitem(comfy.folder_paths.folder_names_and_paths, "openpose", ([str(tmp_path)], set()))
+@pytest.fixture
+def weight_folders(comfy, tmp_path, monkeypatch):
+    """An empty models/openpose and an empty custom_nodes, so that only what a test puts there is found."""
+    folders = {"openpose": tmp_path / "models" / "openpose", "custom_nodes": tmp_path / "custom_nodes"}
+    for name, folder in folders.items():
+        folder.mkdir(parents=True)
+        monkeypatch.setitem(comfy.folder_paths.folder_names_and_paths, name, ([str(folder)], set()))
+    monkeypatch.delenv("AUX_ANNOTATOR_CKPTS_PATH", raising=False)  # comfyui_controlnet_aux sets it when loaded
+    return folders
+
+
+def detect_graph(detect_face=True):
+    detect = {"image": ["image", 0], "detect_hands": False, "detect_face": detect_face, "resolution": 64}
+    return {"image": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+            "detect": {"class_type": "MasaCtrlOpenPoseDetect", "inputs": detect},
+            "preview": {"class_type": "PreviewImage", "inputs": {"images": ["detect", 0]}}}
+
+
+def test_missing_weights_are_refused_at_validation_with_the_download(comfy, weight_folders):
+    """Before anything runs (ComfyUI's validation): the files, the input needing each, where it looked, the
+    download page and a command; the same message if the node is run anyway."""
+    folder = weight_folders["openpose"]
+    message = node(comfy, "MasaCtrlOpenPoseDetect").validate_inputs(detect_hands=False, detect_face=True)
+    assert message.startswith("OpenPose Detect: body_pose_model.pth, facenet.pth (for detect_face; or turn it off) "
+                              f"not found. Looked in the openpose model folder ({folder}) and in "
+                              "comfyui_controlnet_aux's checkpoints (ckpts/lllyasviel/Annotators: none under ")
+    assert "https://huggingface.co/lllyasviel/Annotators/tree/main" in message
+    assert message.endswith(f'hf download lllyasviel/Annotators body_pose_model.pth facenet.pth --local-dir "{folder}"')
+    with pytest.raises(ValueError, match="Custom validation failed") as refused:
+        run_graph(comfy, detect_graph())
+    assert "facenet.pth (for detect_face" in str(refused.value)
     import torch
 
-    with pytest.raises(FileNotFoundError, match=rf"body_pose_model.pth, facenet.pth not found in the openpose "
-                                                rf"model folder \({tmp_path}\)"):
+    with pytest.raises(FileNotFoundError) as at_run:
         node(comfy, "MasaCtrlOpenPoseDetect").execute(torch.zeros(1, 64, 64, 3), False, True, 512)
+    assert str(at_run.value) == message
+    loader = node(comfy, "MasaCtrlOpenPoseLoader").validate_inputs(hands=True, face=None)  # face linked: unknown yet
+    assert loader.startswith("Load OpenPose Model: body_pose_model.pth, hand_pose_model.pth (for hands; or turn it "
+                             "off) not found") and "facenet" not in loader.split("Download")[1]
 
 
-def test_detection_runs_controlnet_aux_openpose(comfy, openpose_weights):
-    """Random weights find nobody, but every step is controlnet_aux's real code, under model management."""
+@pytest.mark.parametrize("where", ["custom_nodes", "AUX_ANNOTATOR_CKPTS_PATH"])
+def test_weights_of_comfyui_controlnet_aux_are_used_where_they_are(comfy, openpose_weights, weight_folders,
+                                                                   monkeypatch, where):
+    """Its default ckpts/lllyasviel/Annotators in its custom node folder, or the folder its config.yaml sets
+    (which that pack exports as AUX_ANNOTATOR_CKPTS_PATH); models/openpose wins where both have a file."""
+    root = weight_folders["custom_nodes"] / "comfyui_controlnet_aux" / "ckpts"
+    if where == "AUX_ANNOTATOR_CKPTS_PATH":
+        root = weight_folders["custom_nodes"].parent / "elsewhere"
+        monkeypatch.setenv(where, str(root))
+    annotators = root / "lllyasviel" / "Annotators"
+    annotators.mkdir(parents=True)
+    for name in ("body_pose_model.pth", "hand_pose_model.pth"):
+        (annotators / name).symlink_to(openpose_weights / name)
+    detect = node(comfy, "MasaCtrlOpenPoseDetect")
+    assert detect.validate_inputs(detect_hands=True, detect_face=False) is True
+    assert "facenet.pth (for detect_face" in detect.validate_inputs(detect_hands=True, detect_face=True)
+    from masactrl_suite.model_files.openpose_detector import weight_paths
+
+    assert weight_paths(True, False) == {"body": str(annotators / "body_pose_model.pth"),
+                                         "hand": str(annotators / "hand_pose_model.pth")}
+    (weight_folders["openpose"] / "body_pose_model.pth").symlink_to(openpose_weights / "body_pose_model.pth")
+    assert weight_paths(False, False) == {"body": str(weight_folders["openpose"] / "body_pose_model.pth")}
     import torch
 
+    _, frames = detect.execute(torch.zeros(1, 64, 64, 3), True, False, 64).result  # the files load and run
+    assert frames == [{"people": [], "canvas_width": 64, "canvas_height": 64}]
+    assert sorted(p.name for p in annotators.iterdir()) == ["body_pose_model.pth", "hand_pose_model.pth"]  # read only
+
+
+def test_without_controlnet_aux_the_message_says_pip_install(comfy, openpose_weights, monkeypatch):
+    """At validation and, should it be run anyway, at load: what is missing and `pip install controlnet_aux`,
+    never a bare ModuleNotFoundError."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "controlnet_aux" or n.startswith("controlnet_aux.")] + \
+            ["controlnet_aux"]:
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: the import fails as if absent
+    for node_id, inputs in (("MasaCtrlOpenPoseDetect", {"detect_hands": False, "detect_face": False}),
+                            ("MasaCtrlOpenPoseLoader", {"hands": True, "face": True})):
+        message = node(comfy, node_id).validate_inputs(**inputs)
+        assert "controlnet_aux package, which runs OpenPose, is not installed" in message
+        assert "pip install controlnet_aux" in message
+    import torch
+
+    with pytest.raises(ImportError, match=r"^OpenPose Detect: the controlnet_aux package.*\(import of "
+                                          r"controlnet_aux.* halted; None in sys.modules\).*pip install "
+                                          r"controlnet_aux") as error:
+        node(comfy, "MasaCtrlOpenPoseDetect").execute(torch.zeros(1, 64, 64, 3), False, False, 64)
+    assert type(error.value) is ImportError  # ours, with the fix, not the bare ModuleNotFoundError
+
+
+def test_detection_runs_controlnet_aux_openpose(comfy, openpose_weights, monkeypatch):
+    """Random weights find nobody, but every step is controlnet_aux's real code, under model management."""
+    import comfy.model_management as mm
+    import torch
+
+    loaded = []  # ComfyUI holds loaded models by weak reference: the one execute made is gone when it returns
+    load_models_gpu = mm.load_models_gpu
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, *a, **k: (
+        loaded.extend(set(m.model.keys()) for m in models), load_models_gpu(models, *a, **k))[1])
     image = torch.rand(2, 96, 80, 3, generator=torch.Generator().manual_seed(0))
     pose_image, frames = node(comfy, "MasaCtrlOpenPoseDetect").execute(image, True, True, 128).result
     assert pose_image.shape == (2, 96, 80, 3) and pose_image.dtype == torch.float32
     assert frames == [{"people": [], "canvas_width": 80, "canvas_height": 96}] * 2
-    import comfy.model_management as mm
-
-    loaded = [set(getattr(m.model.model, "keys", list)()) for m in mm.current_loaded_models]
-    assert {"body", "hand", "face"} in loaded
+    assert loaded == [{"body", "hand", "face"}]
 
 
 def test_loader_keeps_the_networks_for_detect(comfy, openpose_weights):
@@ -183,7 +268,7 @@ def test_loader_keeps_the_networks_for_detect(comfy, openpose_weights):
     assert with_loader[1] == alone[1] and torch.equal(with_loader[0], alone[0])
     import comfy.model_management as mm
 
-    assert any(m.model is loaded.patcher.model for m in mm.current_loaded_models)
+    assert any(m.model is loaded.patcher for m in mm.current_loaded_models)  # LoadedModel.model: the patcher
     with pytest.raises(ValueError, match="openpose_model has no face network; turn on hands/face in Load OpenPose "
                                          "Model, or turn off detect_hands/detect_face"):
         node(comfy, "MasaCtrlOpenPoseDetect").execute(image, False, True, 128, openpose_model=loaded)

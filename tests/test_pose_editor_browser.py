@@ -5,7 +5,8 @@
    drags and key presses; the serialised pose checked after each edit. Runs in CI.
 2. In the real ComfyUI (ComfyServer, a subprocess; skipped without a checkout): the example workflow
    masactrl_pose_repair loaded in the front end, a person added and a joint dragged in the node's widget,
-   the graph run, and the rendered pose image checked for the edit.
+   the graph run, and the rendered pose image checked for the edit; the editor's keys (Ctrl+Z, Ctrl+Y, Del,
+   arrows, letters) kept from the front end's own undo, shortcuts and canvas, and the edits saved and reloaded.
 Skipped, with the reason, without /usr/bin/chromium or the playwright package.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from conftest import COMFYUI_PATH, PACK_DIR, comfyui_missing_reason
 from pose_editor_page import (PACK_FOLDER, WORKFLOW, add_person_and_edit, editor_node, focus_editor, load_workflow,
-                              run_and_wait)
+                              press_in_editor, run_and_wait)
 
 W, H = 256, 384
 BODY = [(128, 60), (128, 100), (100, 100), (92, 150), (88, 200), (156, 100), (164, 150), (168, 200), (112, 200),
@@ -185,13 +186,13 @@ def test_hide_and_restore_a_single_point(editor):
     assert editor.evaluate("[...editor.restoreChoice.options].map((o) => o.textContent)") == ["right wrist",
                                                                                               "left ear"]
     editor.select_option("select[title^='Missing']", label="left ear")
-    editor.click("button[data-action=restorePoint]")
+    editor.click("[data-action=restorePoint]")
     x, y, c = saved(editor)[51:54]
     assert c == 1 and 128 < x < 200 and 0 < y < 150  # by the head, on the left side
 
 
 def test_add_mirror_and_remove_people(editor):
-    editor.click("button[data-action=addPerson]")
+    editor.click("[data-action=addPerson]")
     people = json.loads(editor.evaluate("editor.value"))[0]["people"]
     assert len(people) == 2 and all(v == 1 for v in people[1]["pose_keypoints_2d"][2::3])
     editor.keyboard.press("Escape")
@@ -205,6 +206,28 @@ def test_add_mirror_and_remove_people(editor):
     assert len(json.loads(editor.evaluate("editor.value"))[0]["people"]) == 1
     editor.keyboard.press("n")
     assert len(json.loads(editor.evaluate("editor.value"))[0]["people"]) == 2
+
+
+def test_keyboard_focus_is_always_on_an_input(editor):
+    """ComfyUI's front end leaves keys alone only when an <input> has the focus (see pose_editor_ui.js): after a
+    click on the canvas, a button, the status line or a list, and on every button, the focus is on one."""
+    focused = "document.activeElement.tagName + '.' + document.activeElement.className"
+    editor.mouse.click(*point(editor, KNEE).values())
+    assert editor.evaluate(focused) == "INPUT.mpe-keys"
+    editor.click("[data-action=addPerson]")
+    assert editor.evaluate(focused) == "INPUT.mpe-keys"
+    editor.click(".mpe-status")
+    assert editor.evaluate(focused) == "INPUT.mpe-keys"
+    editor.keyboard.press("Escape")
+    editor.mouse.click(*point(editor, 4).values())
+    editor.keyboard.press("Delete")
+    editor.select_option("select[title^='Missing']", label="right wrist")
+    assert editor.evaluate(focused) == "INPUT.mpe-keys"
+    tab_stops = editor.evaluate("[...document.querySelectorAll('#host *')].filter((e) => e.tabIndex >= 0)"
+                                ".map((e) => e.tagName)")
+    assert sorted(tab_stops) == ["INPUT"] * 10 + ["SELECT"] * 2  # the key box, 9 buttons; the lists (see above)
+    editor.keyboard.press("q")  # not the editor's: nothing happens, nothing is typed into the key box
+    assert editor.evaluate("editor.keys.value") == "" and editor.evaluate("editor.keys.readOnly")
 
 
 def test_nudge_with_arrow_keys(editor):
@@ -240,7 +263,7 @@ def test_input_pose_edits_and_reset(editor):
     detected[0]["people"] = []
     editor.evaluate("(f) => editor.setInput(poseModel.parsePose(f), { canvas: [512, 768] })", detected)
     assert "input changed" in editor.inner_text(".mpe-status") and editor.evaluate("editor.value") != ""
-    editor.click("button[data-action=reset]")
+    editor.click("[data-action=reset]")
     assert editor.evaluate("editor.value") == "" and editor.evaluate("editor.doc.frame.people.length") == 0
 
 
@@ -324,6 +347,14 @@ def test_example_workflow_edited_in_comfyui_renders_the_edit(comfy_page):
     assert rendered.getpixel((int(knee[0]), int(knee[1]))) == (0, 0, 255)  # the left knee where it was dragged
     saved = next(i for i, n in second["prompt"][2].items() if n["class_type"] == "SaveImage")
     assert second["outputs"][saved]["images"]  # ControlNet inpainting ran to the end
+    # Ctrl+Z on the canvas is the front end's own undo: the drag was one step of it. The graph reloads (a new
+    # node), the pose is the one before the drag, and the editor shows the last run's input and image again.
+    page.evaluate(f"window.previousEditor = {editor}")
+    page.locator("#graph-canvas").focus()
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"{editor} !== window.previousEditor && {editor}.background !== null", timeout=10_000)
+    assert page.evaluate(f"{editor}.input") == [{"people": [], "width": 128, "height": 128}]
+    assert page.evaluate(f"{editor}.doc.frame.people[0].body[12]")[0] == pytest.approx(64 + 0.07 * 77, abs=0.5)
     assert not page.errors, page.errors
 
 
@@ -337,3 +368,71 @@ def test_malformed_saved_pose_in_comfyui_keeps_the_graph(comfy_page):
     assert status.startswith("The saved pose could not be read")
     assert json.loads(page.evaluate(f"{editor_node(page)}.widgets[0].value"))[0]["people"] == []
     assert not page.errors, page.errors
+
+
+def test_editor_keys_never_reach_the_graph_in_comfyui(comfy_page):
+    """With the editor focused, Ctrl+Z/Ctrl+Y undo and redo the pose, Del deletes a point and letters are the
+    editor's: the front end neither reloads the graph (its change tracker's undo), nor deletes the selected node
+    (Del), nor runs its shortcuts (Q, F); each edit is one step of the workflow's own history; the edits are
+    saved with the workflow and come back when it is loaded."""
+    page, _ = comfy_page
+    node = editor_node(page)
+    editor = f"{node}.masactrlPoseEditor"
+    assert load_workflow(page) == 17
+    focus_editor(page)
+    # A change of another node that the change tracker recorded: a Ctrl+Z reaching it would reload the graph
+    # without it. The editor node is selected, so a Del reaching the canvas would delete it.
+    page.evaluate(f"""() => {{
+      const seed = app.graph.nodes.find((n) => n.type === 'KSampler').widgets.find((w) => w.name === 'seed');
+      app.canvas.emitBeforeChange(); seed.value = 4242; app.canvas.emitAfterChange();
+      app.canvas.selectNode({node});
+      window.before = {{ editor: {editor}, sidebar: app.extensionManager.sidebarTab.activeSidebarTabId }};
+    }}""")
+    unchanged = json.loads(page.evaluate(GRAPH_BUT_POSE_JS))
+    add_person_and_edit(page)
+
+    def knee(index=12):  # the left knee, or another body point, of the person added
+        return page.evaluate(f"{editor}.doc.frame.people[0].body[{index}]")
+
+    placed = knee()
+    press_in_editor(page, (0, "body", 13), "Delete")
+    assert knee(13) == [0, 0, 0]  # the left ankle
+    press_in_editor(page, None, "Control+z")
+    assert knee(13)[2] == 1
+    press_in_editor(page, None, "Control+z")
+    assert knee()[0] == pytest.approx(placed[0] - 40 / page.evaluate(f"{editor}.view.scale"), abs=0.5)
+    press_in_editor(page, None, "Control+y")
+    assert knee() == placed
+    press_in_editor(page, (0, "body", 12), "ArrowRight", "Shift+ArrowDown", "h")
+    assert knee() == [placed[0] + 1, placed[1] + 10, 0]  # nudged, hidden
+    press_in_editor(page, None, "r", "n", "m", "x", "q", "f")  # restore; add, mirror, remove a person; not ours
+    assert knee()[2] == 1 and page.evaluate(f"{editor}.doc.frame.people.length") == 1
+    # no node deleted, no widget value, mode or flag changed, no graph undo
+    assert json.loads(page.evaluate(GRAPH_BUT_POSE_JS)) == unchanged
+    assert page.evaluate(f"{editor} === window.before.editor")  # the node was not recreated by a graph reload
+    assert page.evaluate("app.extensionManager.sidebarTab.activeSidebarTabId === window.before.sidebar")
+    assert not page.evaluate("app.extensionManager.focusMode")
+    value = page.evaluate(f"{editor}.value")
+    assert json.loads(value)[0]["people"][0]["pose_keypoints_2d"][36:39] == [placed[0] + 1, placed[1] + 10, 1]
+    # every edit went into the front end's own history: the state it would restore or keep holds the pose
+    tracker = "app.extensionManager.workflow.activeWorkflow.changeTracker"
+    recorded = page.evaluate(f"{tracker}.activeState.nodes.find((n) => n.type === 'MasaCtrlPoseEditor')"
+                             ".widgets_values[0]")
+    assert recorded == value and page.evaluate("app.extensionManager.workflow.activeWorkflow.isModified")
+    reloaded = page.evaluate(f"""async () => {{
+      const saved = JSON.stringify(app.graph.serialize());
+      await app.loadGraphData(JSON.parse(saved));
+      return [{editor} !== window.before.editor, {editor}.value, {node}.widgets[0].value];
+    }}""")
+    assert reloaded == [True, value, value]
+    assert json.loads(page.evaluate(GRAPH_BUT_POSE_JS)) == unchanged
+    assert not page.errors, page.errors
+
+
+# The graph as saved, less the pose editor's value and the view: nodes by id (a click brings a node to the front
+# of the list), their widget values, modes (bypass), flags (collapsed, pinned) and links.
+GRAPH_BUT_POSE_JS = """() => {
+  const graph = app.graph.serialize();
+  return JSON.stringify([graph.links, graph.nodes.sort((a, b) => a.id - b.id).map((n) => [n.id, n.type, n.mode,
+    n.flags, n.type === 'MasaCtrlPoseEditor' ? null : n.widgets_values])]);
+}"""

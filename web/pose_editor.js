@@ -15,6 +15,19 @@ function viewURL({ filename, subfolder = "", type = "temp" }) {
   return api.apiURL(`/view?${query}`);
 }
 
+// What the node's run sent (its ui output: input_pose, background, canvas) into the editor.
+function showRun(editor, output) {
+  if (!editor || !output) return;
+  const background = output.background?.[0];
+  let input = null;
+  try {
+    input = output.input_pose?.[0] ? parsePose(output.input_pose[0]) : null;
+  } catch (error) {
+    editor.setStatus(`The pose input could not be read: ${error.message}`, "error");
+  }
+  editor.setInput(input, { background: background ? viewURL(background) : null, canvas: output.canvas?.[0] });
+}
+
 app.registerExtension({
   name: "MasaCtrl.PoseEditor",
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -29,10 +42,14 @@ app.registerExtension({
       store.computeSize = () => [0, -4];
       const root = document.createElement("div");
       const editor = new PoseEditorUI(root, {
-        onChange: (text) => {
+        onChange: (text, { edit = false } = {}) => {
+          // An edit is one step of the front end's change tracker (its undo history, the workflow's "modified"
+          // mark, the copy kept across page reloads), which records the graph when a LiteGraph change ends.
+          // Nothing else tells it: keys typed into an input and our pointer events are not what it listens to.
+          if (edit) app.canvas?.emitBeforeChange?.();
           store.value = text;
           this.setDirtyCanvas?.(true, true);
-          app.graph?.change?.();  // marks the workflow modified
+          if (edit) app.canvas?.emitAfterChange?.();
         },
       });
       this.masactrlPoseEditor = editor;
@@ -47,28 +64,22 @@ app.registerExtension({
       return result;
     };
 
-    // A loaded workflow sets the widget values after the node was created.
+    // A loaded workflow sets the widget values after the node was created. The front end's own undo/redo reloads
+    // the graph, so the node is new, but keeps the last run's outputs: show that run's input and image again.
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function () {
       const result = onConfigure?.apply(this, arguments);
       const store = this.widgets?.find((w) => w.name === STORE);
       if (store) this.masactrlPoseEditor?.load(store.value);
+      const lastRun = app.nodeOutputs?.[String(this.id)];  // keyed by node id in the root graph
+      if (lastRun) showRun(this.masactrlPoseEditor, lastRun);
       return result;
     };
 
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (output) {
       const result = onExecuted?.apply(this, arguments);
-      const editor = this.masactrlPoseEditor;
-      if (!editor || !output) return result;
-      const background = output.background?.[0];
-      let input = null;
-      try {
-        input = output.input_pose?.[0] ? parsePose(output.input_pose[0]) : null;
-      } catch (error) {
-        editor.setStatus(`The pose input could not be read: ${error.message}`, "error");
-      }
-      editor.setInput(input, { background: background ? viewURL(background) : null, canvas: output.canvas?.[0] });
+      showRun(this.masactrlPoseEditor, output);
       return result;
     };
   },

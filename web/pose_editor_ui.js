@@ -4,6 +4,12 @@
 // Its value is the text the node saves: "" while the user has not edited (the node then outputs its pose
 // input unchanged), else the edited pose as OpenPose JSON. Edits are kept when the input changes, until
 // "Reset to input".
+//
+// Keyboard focus sits on <input> elements only (a hidden read-only text box for the keys, <input type=button>
+// for the buttons). ComfyUI's front end leaves keys typed into an input alone: its change tracker (which
+// listens on window in the capture phase, before any handler here, and would undo/redo the whole graph on
+// Ctrl+Z/Ctrl+Y), its shortcuts (N, M, R, ...; Del goes to the canvas) and LiteGraph's canvas all check for
+// an INPUT or TEXTAREA. A focused <div> would get none of that, whatever it stops.
 import { drawPose } from "./pose_draw.js";
 import { BODY_POINTS, PoseDocument, emptyFrame, hitTest, isHidden, isPresent, parsePose, serialisePose }
   from "./pose_model.js";
@@ -15,11 +21,13 @@ const STYLE = `
   box-sizing: border-box; font: 12px sans-serif; color: #ddd; outline: none; min-height: 0; }
 .masactrl-pose-editor:focus-within .mpe-view { box-shadow: 0 0 0 1px #6af; }
 .masactrl-pose-editor .mpe-bar { display: flex; flex-wrap: wrap; gap: 3px; }
-.masactrl-pose-editor button, .masactrl-pose-editor select { font: inherit; padding: 2px 6px; color: #ddd;
-  background: #333; border: 1px solid #555; border-radius: 4px; cursor: pointer; }
-.masactrl-pose-editor button:disabled { opacity: 0.4; cursor: default; }
+.masactrl-pose-editor input[type=button], .masactrl-pose-editor select { font: inherit; padding: 2px 6px;
+  color: #ddd; background: #333; border: 1px solid #555; border-radius: 4px; cursor: pointer; }
+.masactrl-pose-editor input[type=button]:disabled { opacity: 0.4; cursor: default; }
 .masactrl-pose-editor .mpe-view { flex: 1; min-height: 120px; position: relative; background: #111; }
 .masactrl-pose-editor canvas { position: absolute; inset: 0; width: 100%; height: 100%; touch-action: none; }
+.masactrl-pose-editor .mpe-keys { position: absolute; left: 0; top: 0; width: 1px; height: 1px; padding: 0;
+  border: 0; opacity: 0; pointer-events: none; }
 .masactrl-pose-editor .mpe-status { min-height: 1.3em; line-height: 1.3em; white-space: normal; }
 .masactrl-pose-editor .mpe-status.error { color: #f88; }
 .masactrl-pose-editor .mpe-status.notice { color: #fd6; }`;
@@ -31,6 +39,8 @@ function el(tag, props = {}, parent = null) {
 }
 
 export class PoseEditorUI {
+  // onChange(value, { edit }): after every change of the value; edit is true for the user's own changes (not for
+  // loading saved text or following the image size), which the host may record in its undo history.
   constructor(root, { onChange = () => {}, pointRadius = 5 } = {}) {
     if (!document.getElementById("masactrl-pose-editor-style")) {
       el("style", { id: "masactrl-pose-editor-style", textContent: STYLE }, document.head);
@@ -53,12 +63,12 @@ export class PoseEditorUI {
   build() {
     const root = this.root;
     root.classList.add("masactrl-pose-editor");
-    root.tabIndex = 0;
+    root.tabIndex = -1;  // a click on a bare part lands here and is passed on to the key box (focusin below)
     const bar = el("div", { className: "mpe-bar" }, root);
     const button = (action, text, title) => {
-      const b = el("button", { type: "button", textContent: text, title }, bar);
+      const b = el("input", { type: "button", value: text, title }, bar);
       b.dataset.action = action;
-      b.addEventListener("click", () => { this[action](); root.focus(); });
+      b.addEventListener("click", () => { this[action](); this.focus(); });
       return b;
     };
     this.buttons = {
@@ -79,16 +89,27 @@ export class PoseEditorUI {
     this.frameChoice.addEventListener("change", () => {
       this.doc.frameIndex = Number(this.frameChoice.value);
       this.select(null);
+      this.focus();  // a focused <select> is no input to the front end: Ctrl+Z there would undo the graph
     });
+    this.restoreChoice.addEventListener("change", () => this.focus());
     const view = el("div", { className: "mpe-view" }, root);
     this.canvas = el("canvas", {}, view);
+    this.keys = el("input", { type: "text", readOnly: true, className: "mpe-keys", autocomplete: "off" }, view);
+    this.keys.setAttribute("aria-label", `Pose editor. ${HINT}`);
+    this.keys.setAttribute("inputmode", "none");  // no on-screen keyboard on touch screens
     this.status = el("div", { className: "mpe-status" }, root);
     this.canvas.addEventListener("pointerdown", (e) => this.pointerDown(e));
     this.canvas.addEventListener("pointermove", (e) => this.pointerMove(e));
     this.canvas.addEventListener("pointerup", (e) => this.pointerUp(e));
     this.canvas.addEventListener("pointercancel", (e) => this.pointerUp(e));
     root.addEventListener("keydown", (e) => this.keyDown(e));
+    root.addEventListener("focusin", (e) => { if (e.target === root) this.focus(); });
     new ResizeObserver(() => this.render()).observe(view);
+  }
+
+  // The keys' box takes the focus; no scrolling, as ComfyUI places the widget itself.
+  focus() {
+    this.keys.focus({ preventScroll: true });
   }
 
   // ---- state in and out
@@ -162,7 +183,7 @@ export class PoseEditorUI {
     this.edited = true;
     if (this.status.classList.contains("error")) this.setStatus("");
     this.render();
-    this.onChange(this.value);
+    this.onChange(this.value, { edit: true });
   }
 
   setStatus(text, kind = "") {
@@ -250,7 +271,7 @@ export class PoseEditorUI {
     this.selected = this.selectedPerson = null;
     this.setStatus(this.input ? "" : "No pose input yet: run the workflow once to show it.", this.input ? "" : "notice");
     this.render();
-    this.onChange(this.value);
+    this.onChange(this.value, { edit: true });
   }
 
   nudge(dx, dy) {
@@ -282,7 +303,7 @@ export class PoseEditorUI {
     };
     const action = actions[key];
     if (!action) return;
-    // Handled here only: ComfyUI would otherwise delete the node (Del) or undo the graph (Ctrl+Z).
+    // Handled here only; bubbling listeners (page shortcuts) never see it. Capturing ones do: see the top.
     e.preventDefault();
     e.stopPropagation();
     action();
@@ -304,7 +325,7 @@ export class PoseEditorUI {
   }
 
   pointerDown(e) {
-    this.root.focus();
+    this.focus();
     const [x, y] = this.toFrame(e);
     const hit = hitTest(this.doc.frame, x, y, (this.pointRadius + 5) / this.view.scale);
     this.select(hit);
@@ -367,7 +388,7 @@ export class PoseEditorUI {
     const b = this.buttons;
     b.removePerson.disabled = b.mirror.disabled = !person;
     b.deletePoint.disabled = b.toggleHidden.disabled = !s;
-    b.toggleHidden.textContent = s && !isPresent(this.doc.point(s.person, s.part, s.index)) ? "Show" : "Hide";
+    b.toggleHidden.value = s && !isPresent(this.doc.point(s.person, s.part, s.index)) ? "Show" : "Hide";
     b.undo.disabled = !this.doc.canUndo;
     b.redo.disabled = !this.doc.canRedo;
     b.reset.disabled = !this.edited;
