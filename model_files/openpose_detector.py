@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 from dataclasses import dataclass
 
 import comfy.model_management
@@ -103,6 +104,20 @@ class OpenPoseModel:
         return self.detector
 
 
+SAFE_TORCH = (2, 6)  # torch.load reads only tensors and plain containers by default from 2.6 on
+
+
+def check_safe_loading(node: str):
+    """controlnet_aux reads the .pth files with plain torch.load; before torch 2.6 that unpickles anything, so
+    a crafted file would run its code. Refuse there instead of pinning torch (an upgrade through ComfyUI
+    Manager could replace a user's CUDA build)."""
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if version < SAFE_TORCH:
+        raise RuntimeError(f"{node}: torch {torch.__version__} would load the OpenPose .pth files with pickle, which "
+                           "can run code hidden in a file; update torch to 2.6 or newer (the ComfyUI install guide "
+                           "has the command for your GPU) to use OpenPose.")
+
+
 def load_openpose(paths: dict[str, str], node: str = "OpenPose Detect") -> OpenPoseModel:
     """controlnet_aux's OpenposeDetector on these files (part -> path)."""
     try:
@@ -110,9 +125,15 @@ def load_openpose(paths: dict[str, str], node: str = "OpenPose Detect") -> OpenP
     except ImportError as error:  # also a broken install (a dependency of its own missing): say what to do
         raise ImportError(controlnet_aux_missing(node, error)) from error
 
-    body = Body(paths["body"])
-    hand = Hand(paths["hand"]) if "hand" in paths else None
-    face = Face(paths["face"]) if "face" in paths else None
+    check_safe_loading(node)
+    try:
+        body = Body(paths["body"])
+        hand = Hand(paths["hand"]) if "hand" in paths else None
+        face = Face(paths["face"]) if "face" in paths else None
+    except pickle.UnpicklingError as error:  # torch's weights-only loader met a pickle that would run code
+        raise ValueError(f"{node}: one of {', '.join(paths.values())} is not a plain weights file: loading it "
+                         f"would run code it carries ({str(error).splitlines()[0]}). Delete it and download the "
+                         f"file again from {DOWNLOAD_PAGE}.") from None
     nets = torch.nn.ModuleDict({name: part.model for name, part in (("body", body), ("hand", hand), ("face", face))
                                 if part is not None})
     patcher = comfy.model_patcher.ModelPatcher(nets, load_device=comfy.model_management.get_torch_device(),

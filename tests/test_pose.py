@@ -334,3 +334,40 @@ def test_editor_and_render_refuse_malformed_json_naming_the_input(comfy):
         node(comfy, "MasaCtrlPoseRender").execute(two_sizes, 0, 0, 4, True, True, True)
     assert node(comfy, "MasaCtrlPoseRender").execute(two_sizes, 24, 12, 4, True, True, True).result[0].shape == \
         (2, 12, 24, 3)
+
+
+class _Payload:
+    """Unpickling this runs os.system: what a crafted .pth file could carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_weights_file_never_runs_its_payload(comfy, tmp_path):
+    """A body_pose_model.pth that carries code is refused as not a plain weights file; the code never runs."""
+    import torch
+
+    from masactrl_suite.model_files.openpose_detector import load_openpose
+
+    _controlnet_aux_util()  # or skip with the reason
+    marker = tmp_path / "payload-ran"
+    crafted = tmp_path / "body_pose_model.pth"
+    torch.save({"model0.conv1_1.weight": _Payload(marker)}, crafted)
+    with pytest.raises(ValueError, match="is not a plain weights file: loading it would run code"):
+        load_openpose({"body": str(crafted)})
+    assert not marker.exists()
+
+
+def test_old_torch_is_refused_before_any_file_is_read(comfy, monkeypatch):
+    import torch
+
+    from masactrl_suite.model_files import openpose_detector
+
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    with pytest.raises(RuntimeError, match="torch 2.5.1\\+cu121 would load the OpenPose .pth files with pickle"):
+        openpose_detector.load_openpose({"body": "/nonexistent/body_pose_model.pth"})
