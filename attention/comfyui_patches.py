@@ -13,6 +13,10 @@ from .subject_maps import sites_at_level
 
 # transformer_options keys: the MasaCtrl Masks configuration, and the maps of the running evaluation.
 MASKS_KEY, MAPS_KEY = "masactrl_masks", "masactrl_maps"
+# ComfyUI's generic fallbacks (chosen when pytorch attention is off, e.g. on the CPU): torch's fused
+# attention is faster and exact, so MasaCtrl layers use it instead. Every other kernel (pytorch, xformers,
+# sage, flash) and any optimized_attention_override runs the MasaCtrl layers too.
+SDPA_IS_FASTER = frozenset({"attention_basic", "attention_sub_quad", "attention_split"})
 
 
 class CondMapsMissing(Exception):
@@ -83,11 +87,33 @@ class MasaCtrlAttn1:
         self.fallback_attention = fallback_attention
         self.previous = dict(previous or {})  # site -> the attn1 replace this patch wraps there
         self._schedule = (None, None)  # (sample_sigmas, its CPU copy): copied once per run, not per layer
+        self._step = (None, None, False)  # (sigmas, sample_sigmas, active): decided once per UNet call
 
     def _schedule_on_cpu(self, sample_sigmas):
         if self._schedule[0] is not sample_sigmas:
             self._schedule = (sample_sigmas, sample_sigmas.detach().float().cpu())
         return self._schedule[1]
+
+    def _step_is_active(self, extra_options) -> bool:
+        """The layers of one UNet call share its `sigmas` tensor: look the step up (a device sync on a GPU)
+        once per call, not once per layer."""
+        sigmas, sample_sigmas = extra_options["sigmas"], extra_options["sample_sigmas"]
+        if self._step[0] is not sigmas or self._step[1] is not sample_sigmas:
+            active = self.control.step_is_active(float(sigmas.max()), self._schedule_on_cpu(sample_sigmas))
+            self._step = (sigmas, sample_sigmas, active)
+        return self._step[2]
+
+    def kernel(self, extra_options):
+        """The attention function of the mutual passes: ComfyUI's own, as it would run this layer unpatched
+        (its attn_precision and optimized_attention_override included), or None (torch's fused attention)
+        where ComfyUI fell back to one of its generic kernels."""
+        fallback = self.fallback_attention
+        if ("optimized_attention_override" not in extra_options
+                and getattr(fallback, "__name__", None) in SDPA_IS_FASTER):
+            return None
+        precision = extra_options.get("attn_precision")
+        return lambda q, k, v, heads: fallback(q, k, v, heads, attn_precision=precision,
+                                               transformer_options=extra_options)
 
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
@@ -99,25 +125,26 @@ class MasaCtrlAttn1:
         rows = self.control.source_rows(q.shape[0], chunks, q.device)
         site = (extra_options["block"][0], extra_options["block"][1], extra_options["block_index"])
         previous = self.previous.get(site)
-        sigma = float(extra_options["sigmas"].max())
-        if not self.control.step_is_active(sigma, self._schedule_on_cpu(extra_options["sample_sigmas"])):
+        if not self._step_is_active(extra_options):
             if previous is not None:
                 return previous(q, k, v, extra_options)
             return self.fallback_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
                                            transformer_options=extra_options)
         upcast = extra_options.get("attn_precision") == torch.float32
+        kernel = self.kernel(extra_options)
         out = None
         guidance = extra_options.get(MASKS_KEY)
         if guidance is not None:
-            out = self._masked(q, k, v, heads, chunks, guidance, site, upcast, extra_options)
+            out = self._masked(q, k, v, heads, chunks, guidance, site, upcast, kernel, extra_options)
         if out is None:
-            out = mutual_self_attention(q, k, v, heads, rows, upcast=upcast)
+            group = self.control.layout.group_size(q.shape[0] // chunks)
+            out = mutual_self_attention(q, k, v, heads, rows, upcast=upcast, group_size=group, attention=kernel)
         if previous is not None:
             own = rows == torch.arange(len(rows), device=rows.device)  # source rows: their own keys, as unpatched
             out = torch.where(own[:, None, None], previous(q, k, v, extra_options).to(out), out)
         return out
 
-    def _masked(self, q, k, v, heads, chunks, guidance, site, upcast, extra_options):
+    def _masked(self, q, k, v, heads, chunks, guidance, site, upcast, kernel, extra_options):
         maps = extra_options.get(MAPS_KEY)
         layer = self.control.layer_map.index_of(site)
         if guidance.needs_maps:
@@ -128,7 +155,7 @@ class MasaCtrlAttn1:
                 raise CondMapsMissing()
         size = tuple(extra_options["activations_shape"][-2:])
         return masked_attention(self.control, guidance, q, k, v, heads, chunks, layer, size,
-                           maps.maps if maps is not None else None, upcast)
+                                maps.maps if maps is not None else None, upcast, kernel)
 
 
 def _attn1_replaces(model_patcher) -> dict:

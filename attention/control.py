@@ -56,6 +56,12 @@ class BatchLayout:
                 "batch_size 2) so that a target follows the source.")
         return owner
 
+    def group_size(self, batch_size: int) -> int | None:
+        """S when a batch of `batch_size` images is runs of S images, each a source followed by its S-1
+        targets (sources 0, S, 2S, ...); None for any other layout."""
+        size = self.sources[1] if len(self.sources) > 1 else batch_size
+        return size if batch_size % size == 0 and self.sources == tuple(range(0, batch_size, size)) else None
+
     def gather_index(self, batch_size: int, chunks: int, device) -> torch.Tensor:
         """Source index for every row of a UNet batch made of `chunks` stacked copies of the batch
         (cond and uncond, in whatever order and number the sampler put in this call)."""
@@ -94,4 +100,5 @@ class MutualSelfAttentionControl:
 
     def attend(self, q, k, v, heads: int, chunks: int, upcast: bool = False):
         """Mutual self-attention over a UNet batch of `chunks` stacked copies of the image batch."""
-        return mutual_self_attention(q, k, v, heads, self.source_rows(q.shape[0], chunks, q.device), upcast=upcast)
+        return mutual_self_attention(q, k, v, heads, self.source_rows(q.shape[0], chunks, q.device), upcast=upcast,
+                                     group_size=self.layout.group_size(q.shape[0] // chunks))

@@ -178,7 +178,8 @@ class MapCaptureProcessor:
             cond = slice(hidden_states.shape[0] - batch, None)
             q, k = attn.to_q(hidden_states[cond]), attn.to_k(encoder_hidden_states[cond])
             selection = self.masks.token_selection(self.layout.source_of(batch), k.shape[1])
-            record_maps(state.maps, self.layer, q, k, attn.heads, selection, _size_at_level(state.latent_size, self.level))
+            size = _size_at_level(state.latent_size, self.level)
+            record_maps(state.maps, self.layer, q, k, attn.heads, selection, size)
         return out
 
 

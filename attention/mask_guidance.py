@@ -110,9 +110,11 @@ def _batch_picker(mask, count, name, what):
 
 
 def masked_attention(control: MutualSelfAttentionControl, guidance: MaskGuidance, q, k, v, heads: int, chunks: int,
-                layer: int, size: tuple[int, int], maps: CapturedMaps | None, upcast: bool = False):
+                     layer: int, size: tuple[int, int], maps: CapturedMaps | None, upcast: bool = False,
+                     attention=None):
     """Mask-guided mutual self-attention over a batch of `chunks` stacked copies of the image batch, at a layer
-    of `size` (h, w); None where automatic masks have no map yet (the reference then runs the plain kind)."""
+    of `size` (h, w), on `attention` (see equations.mutual_self_attention); None where automatic masks have no
+    map yet (the reference then runs the plain kind)."""
     batch = q.shape[0] // chunks
     owner = control.layout.source_of(batch)
     masks = guidance.masks_for_layer(layer, owner, *size, maps)
@@ -121,6 +123,7 @@ def masked_attention(control: MutualSelfAttentionControl, guidance: MaskGuidance
     source_fg, target_weight = masks
     targets = [b for b in range(batch) if owner[b] != b]
     rows = control.source_rows(q.shape[0], chunks, q.device)
-    masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets], device=q.device)
+    masked_rows = torch.tensor([c * batch + b for c in range(chunks) for b in targets])  # CPU: read as a list
     return masked_mutual_attention(q, k, v, heads, rows, source_fg[targets].repeat(chunks, 1),
-                                   target_weight[targets].repeat(chunks, 1), masked_rows, upcast=upcast)
+                                   target_weight[targets].repeat(chunks, 1), masked_rows, upcast=upcast,
+                                   group_size=control.layout.group_size(batch), attention=attention)

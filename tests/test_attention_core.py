@@ -38,6 +38,37 @@ def test_mutual_attention_matches_the_equations(sources, per, chunks):
     torch.testing.assert_close(out, reference_mutual_attention(q, k, v, 4, sources, chunks), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("sources,per,chunks", [((0,), 2, 2), ((0,), 4, 2), ((0, 2), 4, 2), ((0,), 3, 1),
+                                                ((0, 3), 6, 1)])
+def test_runs_of_a_source_and_its_targets_attend_in_place(sources, per, chunks):
+    """The grouped form (queries of a run concatenated, the source's k/v read in place) on any kernel."""
+    q, k, v = random_qkv(per * chunks, seed=2)
+    layout = BatchLayout(sources)
+    calls = []
+
+    def kernel(q_, k_, v_, heads):
+        calls.append((q_.shape, k_.shape))
+        return mutual_self_attention(q_, k_, v_, heads, torch.arange(q_.shape[0]))  # plain attention
+    group = layout.group_size(per)
+    out = mutual_self_attention(q, k, v, 4, layout.gather_index(per, chunks, "cpu"), group_size=group,
+                                attention=kernel)
+    torch.testing.assert_close(out, reference_mutual_attention(q, k, v, 4, sources, chunks), rtol=0, atol=1e-12)
+    assert calls == [((per * chunks // group, group * 24, 32), (per * chunks // group, 24, 32))]
+
+
+def test_group_size_only_for_equal_runs():
+    assert BatchLayout().group_size(2) == 2 and BatchLayout().group_size(5) == 5
+    assert BatchLayout.parse("0,2").group_size(4) == 2 and BatchLayout.parse("0,2,4").group_size(6) == 2
+    assert BatchLayout.parse("0,2").group_size(5) is None and BatchLayout.parse("0,3").group_size(5) is None
+    assert BatchLayout.parse("0,1").group_size(3) is None
+
+
+def test_grouped_and_gathered_forms_are_bit_identical_in_float32():
+    q, k, v = (t.float() for t in random_qkv(6, tokens=64, seed=3))
+    rows = BatchLayout().gather_index(3, 2, "cpu")
+    assert torch.equal(mutual_self_attention(q, k, v, 4, rows, group_size=3), mutual_self_attention(q, k, v, 4, rows))
+
+
 def test_source_attends_to_itself_and_targets_differ_from_plain_attention():
     q, k, v = random_qkv(4)
     out = mutual_self_attention(q, k, v, 4, BatchLayout().gather_index(2, 2, "cpu"))
@@ -142,3 +173,22 @@ def test_part_selection_and_layer_errors():
         SD1_LAYERS.active_sites(MutualAttentionSchedule(start_layer=16))
     with pytest.raises(ScheduleError, match="no layer of the selected parts"):
         SD1_LAYERS.active_sites(MutualAttentionSchedule(start_layer=10, parts=("encoder",)))
+
+
+def test_mutual_passes_use_comfyuis_kernel_unless_it_is_a_generic_fallback():
+    from masactrl_suite.attention.comfyui_patches import MasaCtrlAttn1
+    control = MutualSelfAttentionControl(MutualAttentionSchedule(), BatchLayout(), SD1_LAYERS)
+    seen = []
+
+    def attention_xformers(q, k, v, heads, attn_precision=None, transformer_options=None):
+        seen.append((attn_precision, transformer_options))
+        return q
+
+    def attention_sub_quad(q, k, v, heads, **kwargs):
+        return q
+    q = torch.zeros(2, 4, 8)
+    MasaCtrlAttn1(control, attention_xformers).kernel({"attn_precision": torch.float32})(q, q, q, 2)
+    assert seen == [(torch.float32, {"attn_precision": torch.float32})]  # as ComfyUI would call it
+    assert MasaCtrlAttn1(control, attention_sub_quad).kernel({}) is None  # torch's fused attention instead
+    override = {"optimized_attention_override": lambda func, *a, **k: func(*a, **k)}
+    assert MasaCtrlAttn1(control, attention_sub_quad).kernel(override) is not None  # an override is honoured

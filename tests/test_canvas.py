@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from masactrl_suite.completion.canvas import (FILLS, NOISE_STD, CanvasError, Padding, aspect_size, canvas_masks, extend_canvas, parse_aspect, paste_back, pixels_padding, target_padding)
+from masactrl_suite.completion.canvas import (FILLS, NOISE_STD, CanvasError, Padding, aspect_size, canvas_masks,
+                                              extend_canvas, parse_aspect, paste_back, pixels_padding, target_padding)
 
 EXTEND, PASTE = "MasaCtrlExtendCanvas", "MasaCtrlPasteBack"
 

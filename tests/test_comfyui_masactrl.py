@@ -67,6 +67,23 @@ def test_node_is_the_published_algorithm(sd15, sampler, kwargs):
     torch.testing.assert_close(ours[0], plain[0], rtol=0, atol=1e-4)  # the source follows its own path
 
 
+def test_mutual_passes_run_on_the_kernel_comfyui_chose(sd15, monkeypatch):
+    """Where ComfyUI runs a real kernel (here attention_pytorch, as with --use-pytorch-cross-attention), the
+    MasaCtrl layers run on it too: each run's queries against its source's keys, same numbers as torch SDPA."""
+    import comfy.ldm.modules.attention as attention
+    mutual_calls = []
+
+    def kernel(q, k, v, heads, **kwargs):
+        mutual_calls.append(q.shape[1] == 2 * k.shape[1])  # source + target queries, the source's keys
+        return attention.attention_pytorch(q, k, v, heads, **kwargs)
+    monkeypatch.setattr(attention, "optimized_attention", kernel)
+    on_kernel = masactrl(sd15, **SCHEDULE)  # the node passes ComfyUI's optimized_attention as it is now
+    monkeypatch.undo()
+    ours = sample(sd15, on_kernel)
+    torch.testing.assert_close(ours, sample(sd15, masactrl(sd15, **SCHEDULE)), rtol=0, atol=1e-4)
+    assert any(mutual_calls) and not all(mutual_calls)  # active steps grouped; inactive steps plain
+
+
 def record_cond_or_uncond(model):
     """Wrap the installed patches to see how ComfyUI batched cond and uncond in each call."""
     seen, m = [], model.clone()

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from masactrl_suite.attention import BatchLayout, MutualAttentionSchedule
 from masactrl_suite.attention.diffusers_processors import attach_masactrl, mask_guidance, prompt_subject
-from masactrl_suite.attention.mask_guidance import MaskGuidance
+from masactrl_suite.attention.equations import masked_mutual_attention, sdpa_attention
+from masactrl_suite.attention.mask_guidance import MaskError, MaskGuidance
 from masactrl_suite.attention.subject_maps import CapturedMaps
-from masactrl_suite.attention.mask_guidance import MaskError
-from masactrl_suite.attention.equations import masked_mutual_attention
-from masactrl_suite.attention.subject_words import (PromptSubject, PromptTokens, Subject, SubjectWordError, find_word, parse_words)
+from masactrl_suite.attention.subject_words import (PromptSubject, PromptTokens, Subject, SubjectWordError,
+                                                    find_word, parse_words)
 from test_diffusers_adapter import (DTYPE, SD1_TOKENIZER, TEXT_DIM, ReferenceMasaCtrlProcessor, build_tiny_sd15_unet,
                                     ddim_sample_with_cfg, sd15_ddim)
 
@@ -178,6 +178,49 @@ def test_full_masks_are_plain_mutual_attention():
     got = masked_mutual_attention(q, k, v, 2, rows, torch.ones(2, 60, dtype=torch.bool), torch.ones(2, 60),
                                   torch.tensor([1, 3]))
     assert (got - mutual_self_attention(q, k, v, 2, rows)).abs().max() <= TOLERANCE
+
+
+def _fused(q, k, v, heads, rows, fg, weight, masked):
+    return masked_mutual_attention(q, k, v, heads, rows, fg, weight, masked)  # no group_size: the fused form
+
+
+@pytest.mark.parametrize("per,chunks,shared", [(2, 2, True), (3, 2, True), (2, 2, False), (4, 1, True)])
+def test_key_subsets_equal_the_fused_additive_mask(per, chunks, shared):
+    """With a run layout the fg/bg passes read only the fg/bg keys: the same numbers as the reference's mask."""
+    q, k, v = random_qkv(4, rows=per * chunks)
+    g = torch.Generator().manual_seed(5)
+    layout = BatchLayout()
+    rows = layout.gather_index(per, chunks, "cpu")
+    masked = torch.tensor([c * per + b for c in range(chunks) for b in range(1, per)])
+    fg = torch.rand(chunks, 60, generator=g) > 0.5
+    if shared:
+        fg[:] = fg[0]
+    fg = fg.repeat_interleave(per - 1, 0)
+    weight = torch.rand(len(masked), 60, generator=g, dtype=DTYPE)
+    weight[0] = weight[0].round()  # binary weights (automatic masks) and soft ones (resized user masks)
+    calls = []
+
+    def kernel(q_, k_, v_, heads):
+        calls.append(k_.shape[1])
+        return sdpa_attention(q_, k_, v_, heads)
+    got = masked_mutual_attention(q, k, v, 2, rows, fg, weight, masked, group_size=layout.group_size(per),
+                                  attention=kernel)
+    expected = _fused(q, k, v, 2, rows, fg, weight, masked)
+    assert (got - expected).abs().max() <= TOLERANCE
+    passes = 1 if shared else chunks
+    assert len(calls) == 1 + 2 * passes and sum(calls[1:]) == 60 * passes  # fg + bg keys = all keys, once
+
+
+@pytest.mark.parametrize("kept", [0, 60])
+def test_empty_or_full_source_masks_keep_the_reference_uniform_softmax(kept):
+    q, k, v = random_qkv(6)
+    rows = BatchLayout().gather_index(2, 2, "cpu")
+    fg = torch.zeros(2, 60, dtype=torch.bool)
+    fg[:, :kept] = True
+    weight = torch.rand(2, 60, dtype=DTYPE)
+    masked = torch.tensor([1, 3])
+    got = masked_mutual_attention(q, k, v, 2, rows, fg, weight, masked, group_size=2)
+    assert torch.equal(got, _fused(q, k, v, 2, rows, fg, weight, masked))
 
 
 def test_automatic_masks_match_reference_aggregation():

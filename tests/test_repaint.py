@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from masactrl_suite.completion.repaint import (NoiseLevels, RePaintScheduleError, denoising_steps, jump_schedule, repaint)
+from masactrl_suite.completion.repaint import (NoiseLevels, RePaintScheduleError, denoising_steps, jump_schedule,
+                                               repaint)
 
 REPAINT, SAMPLER = "MasaCtrlRePaint", "MasaCtrlRePaintSampler"
 
