@@ -38,6 +38,9 @@ def repaint_sampler(step_sampler: str, jump_length: int, resamplings: int) -> co
             raise ValueError(f"{NODE}: the latent has no noise mask, so nothing says which region to repaint. "
                              "Connect the latent through Set Latent Noise Mask (the mask of the region to "
                              "regenerate, e.g. Extend Canvas's mask), or use the RePaint node with its mask input.")
+        if not bool((regenerate > 0).any()):
+            raise ValueError(f"{NODE}: the latent's noise mask is 0 everywhere, so nothing would be repainted; paint "
+                             "the region to regenerate white (e.g. Extend Canvas's mask) in Set Latent Noise Mask.")
         try:
             visits = jump_schedule(len(sigmas) - 1, jump_length, resamplings)
         except RePaintScheduleError as error:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import colorsys
 import json
 import math
+import re
 
 import cv2
 import numpy as np
@@ -32,9 +33,51 @@ COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0)
 HAND_EDGES = tuple((0 if i % 4 == 0 else i, i + 1) for i in range(20))
 PARTS = ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")
 
+# Bounds, so that a hand-edited or hostile document fails with its place instead of exhausting memory.
+MAX_CANVAS_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: its own size inputs stop there
+# All canvases together: 16 of the largest, or 2000 Full-HD video frames (51 GiB as a float IMAGE batch).
+MAX_BATCH_PIXELS = 16 * MAX_CANVAS_SIDE * MAX_CANVAS_SIDE
+MAX_FRAMES = 4096  # ComfyUI's largest batch_size
+MAX_PEOPLE = 100  # per frame
+MAX_POINTS = {"pose_keypoints_2d": (18, 18), "hand_left_keypoints_2d": (21, 21),
+              "hand_right_keypoints_2d": (21, 21), "face_keypoints_2d": (1, 70)}  # (fewest, most) when present
+MAX_JSON_CHARS = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 8  # the format needs 5: frames, frame, people, person, keypoints
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
 
 class PoseFormatError(ValueError):
     pass
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets outside strings, counted without recursion (json.loads recurses, and a
+    document nested 10^5 deep would end in RecursionError)."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        elif bracket in "]}":
+            depth -= 1
+    return deepest
+
+
+def _load_json(text: str, where: str):
+    if len(text) > MAX_JSON_CHARS:
+        raise PoseFormatError(f"{where} is {len(text)} characters long, more than {MAX_JSON_CHARS} (a pose of "
+                              f"{MAX_FRAMES} frames fits in far less)")
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise PoseFormatError(f"{where} nests lists or objects more than {MAX_JSON_DEPTH} deep; OpenPose JSON needs "
+                              "5 (frames, frame, people, person, keypoints)")
+    try:
+        return json.loads(text)
+    except ValueError as error:  # JSONDecodeError, and numbers past Python's digit limit
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise PoseFormatError(f"{where} is not valid JSON ({error}): {shown!r}") from None
 
 
 def _points(values, where: str) -> list[list[float]] | None:
@@ -60,6 +103,27 @@ def _to_pixels(points, width: int, height: int):
     return points
 
 
+def _canvas_side(value) -> bool:
+    # No float() of an int: a 400-digit canvas_width would overflow before it is compared.
+    return 1 <= value <= MAX_CANVAS_SIDE and not (isinstance(value, float) and math.isnan(value))
+
+
+def _side_text(value) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 16 else f"{text[:6]}... ({len(text)} digits)"
+
+
+def _point_count_problem(part: str, count: int) -> str | None:
+    fewest, most = MAX_POINTS[part]
+    if fewest <= count <= most:
+        return None
+    if part == PARTS[0]:
+        return f"has {count} points; OpenPose bodies have 18"
+    if fewest == most:
+        return f"has {count} points; OpenPose hands have {most}"
+    return f"has {count} points; OpenPose faces have at most {most}"
+
+
 def parse_frame(frame, where: str = "pose") -> dict:
     """One frame, validated; coordinates in pixels; keypoint lists as flat lists (or None)."""
     if not isinstance(frame, dict) or not isinstance(frame.get("people", []), list):
@@ -67,7 +131,13 @@ def parse_frame(frame, where: str = "pose") -> dict:
     size = [frame.get("canvas_width"), frame.get("canvas_height")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 for v in size):
         raise PoseFormatError(f"{where} needs canvas_width and canvas_height (positive numbers), got {size}")
+    if not all(_canvas_side(v) for v in size):
+        raise PoseFormatError(f"{where} has a canvas of {_side_text(size[0])} x {_side_text(size[1])} px; "
+                              f"canvas_width and canvas_height must be 1 to {MAX_CANVAS_SIDE} (ComfyUI's largest image "
+                              "side)")
     width, height = int(size[0]), int(size[1])
+    if len(frame.get("people", [])) > MAX_PEOPLE:
+        raise PoseFormatError(f"{where} has {len(frame['people'])} people; at most {MAX_PEOPLE} per frame")
     people = []
     for i, person in enumerate(frame.get("people", [])):
         if not isinstance(person, dict):
@@ -75,8 +145,9 @@ def parse_frame(frame, where: str = "pose") -> dict:
         parsed = {}
         for part in PARTS:
             points = _points(person.get(part), f"{where}.people[{i}].{part}")
-            if part == PARTS[0] and points is not None and len(points) != len(BODY_POINTS):
-                raise PoseFormatError(f"{where}.people[{i}].{part} has {len(points)} points; OpenPose bodies have 18")
+            problem = None if points is None else _point_count_problem(part, len(points))
+            if problem:
+                raise PoseFormatError(f"{where}.people[{i}].{part} {problem}")
             parsed[part] = None if points is None else [v for p in _to_pixels(points, width, height) for v in p]
         people.append(parsed)
     return {"people": people, "canvas_width": width, "canvas_height": height}
@@ -85,14 +156,29 @@ def parse_frame(frame, where: str = "pose") -> dict:
 def parse_pose_keypoint(value, where: str = "pose") -> list[dict]:
     """A POSE_KEYPOINT (list of frames), a single frame, or either as JSON text -> list of frames."""
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise PoseFormatError(f"{where} is not valid JSON ({error})") from None
+        value = _load_json(value, where)
     frames = value if isinstance(value, list) else [value]
     if not frames:
         raise PoseFormatError(f"{where} is an empty list; it needs one frame per image")
-    return [parse_frame(frame, f"{where}[{i}]") for i, frame in enumerate(frames)]
+    if len(frames) > MAX_FRAMES:
+        raise PoseFormatError(f"{where} has {len(frames)} frames; at most {MAX_FRAMES} (one per image of a batch)")
+    parsed = [parse_frame(frame, f"{where}[{i}]") for i, frame in enumerate(frames)]
+    pixels = sum(f["canvas_width"] * f["canvas_height"] for f in parsed)
+    if pixels > MAX_BATCH_PIXELS:
+        raise PoseFormatError(f"{where}'s {len(parsed)} canvases hold {pixels} px together, more than "
+                              f"{MAX_BATCH_PIXELS} (16 canvases of {MAX_CANVAS_SIDE} x {MAX_CANVAS_SIDE}); use fewer "
+                              "frames or smaller canvases")
+    return parsed
+
+
+def batch_canvas(frames: list[dict], width: int | None, height: int | None, where: str, fix: str) -> tuple[int, int]:
+    """The one canvas size every frame of a batch is drawn at: width x height where given (0/None: the frame's
+    own), which must then agree across frames, since a batch of images has one size."""
+    sizes = {(width or f["canvas_width"], height or f["canvas_height"]) for f in frames}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+        raise PoseFormatError(f"{where}'s frames have different canvas sizes ({shown}); {fix}")
+    return sizes.pop()
 
 
 def empty_frame(width: int, height: int) -> dict:

@@ -10,10 +10,12 @@ from ..completion.canvas import (
     CanvasError,
     aspect_size,
     extend_canvas,
+    parse_aspect,
     paste_back,
     pixels_padding,
     target_padding,
 )
+from .input_checks import report, require, rule
 
 MODES = ("pixels", "target size", "target aspect")
 
@@ -21,6 +23,15 @@ MODES = ("pixels", "target size", "target aspect")
 SIDE_TOOLTIP = ("Mode 'pixels': px to add on the {}. The canvas is rounded up to multiples of 8 (SD's VAE needs "
                 "them): the extra px go to an extended side of that axis (right/bottom first), or to right/bottom "
                 "if that axis is not extended.")
+
+
+@rule("aspect")
+def aspect_parses(aspect):
+    # Checked in every mode: an unreadable aspect is a mistake even where the mode does not use it yet.
+    try:
+        parse_aspect(aspect)
+    except CanvasError as error:
+        return str(error)
 
 
 class ExtendCanvas(io.ComfyNode):
@@ -78,19 +89,24 @@ class ExtendCanvas(io.ComfyNode):
             ],
         )
 
+    RULES = (aspect_parses,)
+
+    @classmethod
+    def validate_inputs(cls, mode=None, aspect=None, anchor=None, fill=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, image, mode, left, top, right, bottom, target_width, target_height, aspect, anchor, fill,
                 feather, seam_band, seed) -> io.NodeOutput:
+        require(cls, locals())  # the sizes against the image: below, where the image is known
         height, width = image.shape[1:3]
         try:
             if mode == "pixels":
                 padding = pixels_padding(width, height, left, top, right, bottom)
             elif mode == "target size":
                 padding = target_padding(width, height, target_width, target_height, anchor)
-            elif mode == "target aspect":
-                padding = target_padding(width, height, *aspect_size(width, height, aspect), anchor)
             else:
-                raise CanvasError(f"mode '{mode}' is not one of {list(MODES)}.")
+                padding = target_padding(width, height, *aspect_size(width, height, aspect), anchor)
             return io.NodeOutput(*extend_canvas(image, padding, fill, feather, seam_band, seed))
         except CanvasError as error:
             raise CanvasError(f"Extend Canvas: {error}") from None
@@ -117,6 +133,7 @@ class PasteBack(io.ComfyNode):
 
     @classmethod
     def execute(cls, original, generated, mask) -> io.NodeOutput:
+        require(cls, locals())
         try:
             return io.NodeOutput(paste_back(original, generated, mask))
         except CanvasError as error:

@@ -3,13 +3,37 @@ image, with prefix/suffix, as prompts and optionally as batched CLIP conditionin
 from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
-from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..attention.comfyui_conditioning import build_prompts, encode_prompts
-from ..model_files.blip_captioner import FOLDER, BlipCaptioner, caption_images, load_blip, missing_model_message, model_folders
+from ..model_files.blip_captioner import (
+    FOLDER,
+    LOADER,
+    BlipCaptioner,
+    caption_images,
+    load_blip,
+    missing_model_message,
+    model_folders,
+)
+from .input_checks import custom_type, report, require, rule, unavailable_ui, unproducible
 
-BlipModel_ = io.Custom("MASACTRL_BLIP_MODEL")  # WAS Suite and Art Venture have a BLIP_MODEL of their own
+# WAS Suite and Art Venture have a BLIP_MODEL of their own
+BlipModel_ = custom_type("MASACTRL_BLIP_MODEL", BlipCaptioner, "connect Load BLIP Caption Model's output")
 NO_MODEL = f"(no BLIP model in models/{FOLDER}: see this node's help)"
+CONDITIONING_SLOT = 1
+
+
+@rule("model_name", own_options=True)
+def blip_model_found(model_name):
+    # Instead of "not one of its options": where to put which files.
+    if model_name not in model_folders():
+        message = missing_model_message(None if model_name == NO_MODEL else model_name)
+        return f"model_name: {message.removeprefix(f'{LOADER}: ')}"
+
+
+@rule("min_length", "max_length")
+def lengths_in_order(min_length, max_length):
+    if min_length > max_length:
+        return f"min_length {min_length} is above max_length {max_length}; lower min_length or raise max_length."
 
 
 class BLIPLoader(io.ComfyNode):
@@ -31,17 +55,16 @@ class BLIPLoader(io.ComfyNode):
             outputs=[BlipModel_.Output(display_name="blip_model", tooltip="The BLIP model, for BLIP Caption.")],
         )
 
+    RULES = (blip_model_found,)
+
     @classmethod
     def validate_inputs(cls, model_name=None):
-        # Replaces ComfyUI's "Value not in list" with where to put which files.
-        if model_name is None or model_name in model_folders():
-            return True
-        return missing_model_message(None if model_name == NO_MODEL else model_name)
+        return report(cls, locals())
 
     @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
         path = model_folders().get(model_name)
-        if path is None:
+        if path is None:  # the folder went away since validation
             raise FileNotFoundError(missing_model_message(None if model_name == NO_MODEL else model_name))
         return io.NodeOutput(load_blip(path))
 
@@ -71,10 +94,11 @@ class BLIPCaption(io.ComfyNode):
                              tooltip="Beam search width (BLIP's captioning: 3); 1 is greedy. Deterministic either "
                                      "way; more beams cost time and memory."),
                 io.String.Input("prompt_prefix", default="", multiline=True,
-                                tooltip="Text put before each caption, as it is (end it with a space or comma)."),
+                                tooltip="Text put before each caption, as it is (end it with a space or comma); "
+                                        "empty: none."),
                 io.String.Input("prompt_suffix", default="", multiline=True,
                                 tooltip="Text put after each caption, as it is, e.g. ', full body, feet, high "
-                                        "quality'."),
+                                        "quality'; empty: none."),
                 io.Clip.Input("clip", optional=True,
                               tooltip="Optional: a CLIP to encode the prompts with, as CLIP Text Encode does, for "
                                       "the conditioning output."),
@@ -85,30 +109,30 @@ class BLIPCaption(io.ComfyNode):
                                          "prompt."),
                 io.Conditioning.Output(display_name="conditioning",
                                        tooltip="Needs clip: all prompts encoded, row i for image i, for sampling "
-                                               "the batch in one KSampler run."),
+                                               "the batch in one KSampler run. Connected without clip: an error."),
                 io.String.Output(display_name="all_prompts",
                                  tooltip="All prompts in one text, one line per image, for showing or saving."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],  # which outputs are connected: unproducible()
         )
+
+    RULES = (lengths_in_order,)
+
+    @classmethod
+    def validate_inputs(cls, min_length=None, max_length=None):
+        return report(cls, locals())
 
     @classmethod
     def execute(cls, blip_model, image, conditional_text, min_length, max_length, num_beams, prompt_prefix,
                 prompt_suffix, clip=None) -> io.NodeOutput:
-        node = "BLIP Caption"
-        if not isinstance(blip_model, BlipCaptioner):
-            raise ValueError(f"{node}: blip_model is a {type(blip_model).__name__}; connect Load BLIP Caption "
-                             "Model's output.")
-        if min_length > max_length:
-            raise ValueError(f"{node}: min_length {min_length} is above max_length {max_length}; lower min_length "
-                             "or raise max_length.")
-        if image.ndim != 4 or image.shape[0] == 0:
-            raise ValueError(f"{node}: image has shape {list(image.shape)}; connect an IMAGE batch [B, H, W, C].")
+        require(cls, locals())
+        conditioning = None
+        if clip is None:  # checked before captioning: a connected conditioning output fails at once
+            conditioning = unproducible(cls, CONDITIONING_SLOT, "the conditioning output needs a CLIP: connect the "
+                                        "clip input (e.g. from Load Checkpoint), or use the prompt output with CLIP "
+                                        "Text Encode.")
         captions = caption_images(blip_model, image, conditional_text, min_length, max_length, num_beams)
         prompts = build_prompts(captions, prompt_prefix, prompt_suffix)
-        if clip is None:
-            conditioning = ExecutionBlocker(f"{node}: the conditioning output needs a CLIP: connect the clip input "
-                                            "(e.g. from Load Checkpoint), or use the prompt output with CLIP Text "
-                                            "Encode.")
-        else:
+        if clip is not None:
             conditioning = encode_prompts(clip, prompts)
-        return io.NodeOutput(prompts, conditioning, "\n".join(prompts))
+        return io.NodeOutput(prompts, conditioning, "\n".join(prompts), ui=unavailable_ui(conditioning))

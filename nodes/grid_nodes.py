@@ -6,6 +6,18 @@ from comfy_api.v0_0_2 import io
 
 from ..completion.comfyui_grid import NODE, grid_sampling
 from ..completion.tiles import BLENDS
+from .input_checks import report, require, rule
+
+
+@rule("tile_width", "tile_height", "overlap")
+def tiles_fit_the_latent(tile_width, tile_height, overlap):
+    for name, value in (("tile_width", tile_width), ("tile_height", tile_height), ("overlap", overlap)):
+        if value % 8:
+            return (f"{name} is {value}, not a multiple of 8 (one latent pixel is 8 image pixels): use "
+                    f"{value // 8 * 8} or {value // 8 * 8 + 8}.")
+    if overlap >= min(tile_width, tile_height):
+        return (f"overlap {overlap} must be smaller than the tile ({tile_width}x{tile_height}); a quarter of the "
+                "tile is a good start.")
 
 
 class GridSampling(io.ComfyNode):
@@ -41,17 +53,15 @@ class GridSampling(io.ComfyNode):
             outputs=[io.Model.Output()],
         )
 
+    RULES = (tiles_fit_the_latent,)
+
+    @classmethod
+    def validate_inputs(cls, tile_width=None, tile_height=None, overlap=None, blend=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, model, tile_width, tile_height, overlap, blend, tiles_per_batch) -> io.NodeOutput:
-        for name, value in (("tile_width", tile_width), ("tile_height", tile_height), ("overlap", overlap)):
-            if value % 8:
-                raise ValueError(f"{NODE}: {name} is {value}, not a multiple of 8 (one latent pixel is 8 image "
-                                 f"pixels): use {value // 8 * 8} or {value // 8 * 8 + 8}.")
-        if overlap >= min(tile_width, tile_height):
-            raise ValueError(f"{NODE}: overlap {overlap} must be smaller than the tile ({tile_width}x{tile_height}); "
-                             "a quarter of the tile is a good start.")
-        if blend not in BLENDS:
-            raise ValueError(f"{NODE}: blend {blend!r} is not one of {', '.join(BLENDS)}.")
+        require(cls, locals())
         if not hasattr(model.get_model_object("diffusion_model"), "input_blocks"):
             raise ValueError(f"{NODE}: this model is not a UNet (SD1.x, SD2.x, SDXL); grid sampling supports "
                              "UNet models only.")

@@ -5,11 +5,50 @@ from __future__ import annotations
 import comfy.ldm.modules.attention as comfy_attention
 from comfy_api.v0_0_2 import io
 
-from ..attention import BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
+from ..attention import BatchLayout, BatchLayoutError, MutualAttentionSchedule, MutualSelfAttentionControl
 from ..attention.comfyui_conditioning import batch_conditioning
 from ..attention.comfyui_patches import layer_map_of, patch_model
+from .input_checks import report, require, rule
+from .run_checks import install_masactrl_run_check
 
 SCHEDULE_BY = ["steps", "percent"]
+
+
+@rule("start_step", "end_step")
+def steps_in_order(start_step, end_step):
+    if end_step != -1 and end_step < start_step:
+        return (f"end_step {end_step} is before start_step {start_step}; raise end_step, or use -1 (through the "
+                "final step).")
+
+
+@rule("schedule_by", "start_percent", "end_percent")
+def percents_in_order(schedule_by, start_percent, end_percent):
+    # An empty window acts on no step at all; percents are read only with schedule_by percent.
+    if schedule_by == "percent" and start_percent >= end_percent:
+        return (f"start_percent {start_percent:g} is not below end_percent {end_percent:g}, so MasaCtrl would act "
+                "on no step; lower start_percent or raise end_percent (0 to 1 is the whole run).")
+
+
+@rule("start_layer", "end_layer")
+def layers_in_order(start_layer, end_layer):
+    if end_layer != -1 and end_layer < start_layer:
+        return (f"end_layer {end_layer} is before start_layer {start_layer}; raise end_layer, or use -1 (through "
+                "the last layer).")
+
+
+@rule("encoder", "middle", "decoder")
+def some_part(encoder, middle, decoder):
+    if not (encoder or middle or decoder):
+        return "encoder, middle and decoder are all off, so MasaCtrl would act on no layer; switch one on."
+
+
+@rule("source_indices")
+def source_indices_parse(source_indices):
+    try:
+        BatchLayout.parse(source_indices)
+    except BatchLayoutError:
+        return (f"source_indices '{source_indices}' is not a list of batch indices; write the indices of the "
+                "source images in increasing order, starting with 0, separated by commas, e.g. '0' or '0,3'.")
 
 
 class MasaCtrl(io.ComfyNode):
@@ -55,9 +94,18 @@ class MasaCtrl(io.ComfyNode):
             outputs=[io.Model.Output()],
         )
 
+    RULES = (steps_in_order, percents_in_order, layers_in_order, some_part, source_indices_parse)
+
+    @classmethod
+    def validate_inputs(cls, schedule_by=None, start_step=None, end_step=None, start_percent=None, end_percent=None,
+                        start_layer=None, end_layer=None, encoder=None, middle=None, decoder=None,
+                        source_indices=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, model, schedule_by, start_step, end_step, step_interval, start_percent, end_percent,
                 start_layer, end_layer, encoder, middle, decoder, source_indices) -> io.NodeOutput:
+        require(cls, locals())
         sigma_range = None
         if schedule_by == "percent":
             sampling = model.get_model_object("model_sampling")
@@ -67,8 +115,10 @@ class MasaCtrl(io.ComfyNode):
                                            parts, sigma_range)
         layer_map = layer_map_of(model.get_model_object("diffusion_model"))
         control = MutualSelfAttentionControl(schedule, BatchLayout.parse(source_indices), layer_map)
-        # ComfyUI's own attention (whichever backend it chose) runs the steps MasaCtrl leaves alone.
-        return io.NodeOutput(patch_model(model.clone(), control, comfy_attention.optimized_attention))
+        # ComfyUI's own attention (whichever backend it chose) runs the steps MasaCtrl leaves alone. Whether the
+        # schedule acts on the run's steps is known only when a sampler starts: the run check refuses it there.
+        patched = patch_model(model.clone(), control, comfy_attention.optimized_attention)
+        return io.NodeOutput(install_masactrl_run_check(patched))
 
 
 class BatchConditioning(io.ComfyNode):
@@ -89,4 +139,5 @@ class BatchConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, source, target) -> io.NodeOutput:
+        require(cls, locals())  # the batch against the latent's size is checked when MasaCtrl's sampler starts
         return io.NodeOutput(batch_conditioning(source, target))

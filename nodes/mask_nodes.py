@@ -10,11 +10,47 @@ from ..attention.comfyui_mask_patches import RECORDER_KEY, patch_masks
 from ..attention.comfyui_patches import MASKS_KEY, capture_sites
 from ..attention.mask_guidance import MaskGuidance
 from ..attention.subject_maps import preview
-from ..attention.subject_words import Subject
+from ..attention.subject_words import Subject, SubjectWordError, parse_words
+from .input_checks import custom_type, report, require, rule
+from .run_checks import install_latest_run, latest_run_of
 
-Subject_ = io.Custom("MASACTRL_SUBJECT")
+Subject_ = custom_type("MASACTRL_SUBJECT", Subject, "connect the subject output of Subject Prompts (MasaCtrl)")
 MAP_RESOLUTIONS = {"1/4 (paper)": 2, "1/2": 1, "1/1": 0, "1/8": 3}
 MAP_LAYERS = {"all": ("encoder", "middle", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
+
+
+@rule("source_words")
+def source_words_given(source_words):
+    try:
+        parse_words(source_words, "source_words")
+    except SubjectWordError as error:
+        return str(error)
+
+
+def _word_missing(words_name: str, words: str, prompt_name: str, prompt: str) -> str | None:
+    """A subject word with a part that is not text of the prompt (lower case, as the tokenizer reads it). Checked
+    before the text encoder loads; which tokens match is decided when the node runs, with the tokenizer."""
+    try:
+        wanted = parse_words(words, words_name)
+    except SubjectWordError:
+        return None  # no words: source_words_given says so
+    for word in wanted:
+        if any(part not in prompt.lower() for part in word.lower().split()):
+            return (f"{words_name}: the word '{word}' is not in the prompt \"{prompt}\" ({prompt_name}); use a word "
+                    "that appears in that prompt (spelling as in the prompt), or write it into the prompt.")
+    return None
+
+
+@rule("source_words", "source_prompt")
+def source_words_in_prompt(source_words, source_prompt):
+    return _word_missing("source_words", source_words, "source_prompt", source_prompt)
+
+
+@rule("source_words", "target_words", "target_prompt")
+def target_words_in_prompt(source_words, target_words, target_prompt):
+    if target_words.strip(", "):
+        return _word_missing("target_words", target_words, "target_prompt", target_prompt)
+    return _word_missing("source_words (used for the target)", source_words, "target_prompt", target_prompt)
 
 
 class SubjectPrompts(io.ComfyNode):
@@ -38,10 +74,17 @@ class SubjectPrompts(io.ComfyNode):
             outputs=[io.Conditioning.Output(display_name="conditioning"), Subject_.Output(display_name="subject")],
         )
 
+    RULES = (source_words_given, source_words_in_prompt, target_words_in_prompt)
+
+    @classmethod
+    def validate_inputs(cls, source_prompt=None, target_prompt=None, source_words=None, target_words=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, clip, source_prompt, target_prompt, source_words, target_words) -> io.NodeOutput:
         if clip is None:
             raise RuntimeError("Subject Prompts: the clip input is None; load a checkpoint that contains a text encoder.")
+        require(cls, locals())
         source_tokens, target_tokens = clip.tokenize(source_prompt), clip.tokenize(target_prompt)
         subject = Subject(prompt_subject(clip, source_prompt, source_tokens, source_words, "source_words"),
                           prompt_subject(clip, target_prompt, target_tokens, target_words or source_words,
@@ -85,8 +128,13 @@ class MaskGuidanceNode(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, map_resolution=None, map_layers=None):
+        return report(cls, locals())
+
+    @classmethod
     def execute(cls, model, threshold, map_resolution, map_layers, subject=None, source_mask=None,
                 target_mask=None) -> io.NodeOutput:
+        require(cls, locals())
         diffusion_model = model.get_model_object("diffusion_model")
         sites = capture_sites(diffusion_model, MAP_RESOLUTIONS[map_resolution], MAP_LAYERS[map_layers])
         if not sites and (source_mask is None or target_mask is None):
@@ -100,7 +148,18 @@ class MaskGuidanceNode(io.ComfyNode):
         patched = patch_masks(model.clone(), guidance, sites, comfy_attention.optimized_attention,
                               comfy.patcher_extension.WrappersMP.CALC_COND_BATCH,
                               comfy.patcher_extension.WrappersMP.OUTER_SAMPLE)
-        return io.NodeOutput(patched)
+        return io.NodeOutput(install_latest_run(patched))  # for Mask Preview: which samples the maps belong to
+
+
+@rule("model", "samples")
+def samples_of_latest_run(model, samples):
+    # The recorder keeps the maps of this model's latest run, whichever prompt ran it: maps shown next to
+    # other samples (no sampler in this prompt, another sampler's latent) would be the wrong run's.
+    latest = latest_run_of(model)
+    if latest is not None and not latest.produced(samples["samples"]):
+        return ("samples is not the LATENT output of the latest sampler run with this model (none has finished, or "
+                "another run came after it), so the recorded maps would not be this latent's; run the sampler that "
+                "uses this model and connect its LATENT output here.")
 
 
 class MaskPreview(io.ComfyNode):
@@ -124,8 +183,11 @@ class MaskPreview(io.ComfyNode):
             is_output_node=True,  # it shows its preview even when nothing else uses its outputs
         )
 
+    RULES = (samples_of_latest_run,)
+
     @classmethod
     def execute(cls, model, samples, step, images=None) -> io.NodeOutput:
+        require(cls, locals())
         recorder = model.get_attachment(RECORDER_KEY)
         guidance = model.model_options.get("transformer_options", {}).get(MASKS_KEY)
         if recorder is None or guidance is None:

@@ -6,12 +6,14 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io, ui
 
-from ..completion.pose_format import PoseFormatError, empty_frame, parse_pose_keypoint, render_frame, rescale
-from ..model_files.openpose_detector import (DOWNLOAD_PAGE, MODEL_FOLDER, WEIGHTS, detect, load_openpose,
-                                             openpose_problem, weight_paths)
+from ..completion.pose_format import (PoseFormatError, batch_canvas, empty_frame, parse_pose_keypoint, render_frame,
+                                      rescale)
+from ..model_files.openpose_detector import (DOWNLOAD_PAGE, MODEL_FOLDER, WEIGHTS, OpenPoseModel, detect,
+                                             load_openpose, openpose_problem, weight_paths)
+from .input_checks import custom_type, require
 
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux's type, shared with other packs
-OpenPoseModel_ = io.Custom("MASACTRL_OPENPOSE_MODEL")
+OpenPoseModel_ = custom_type("MASACTRL_OPENPOSE_MODEL", OpenPoseModel, "connect Load OpenPose Model's output")
 
 
 def to_image(arrays) -> torch.Tensor:
@@ -84,6 +86,7 @@ class OpenPoseDetect(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, detect_hands, detect_face, resolution, openpose_model=None) -> io.NodeOutput:
+        require(cls, locals())
         if openpose_model is None:
             openpose_model = load_openpose(weight_paths(detect_hands, detect_face))
         wanted = {part for part, asked in (("hand", detect_hands), ("face", detect_face)) if asked}
@@ -129,6 +132,7 @@ class PoseEditor(io.ComfyNode):
 
     @classmethod
     def execute(cls, pose_json, pose=None, image=None) -> io.NodeOutput:
+        require(cls, locals())
         node = "Pose Editor"
         received = parse_input(pose, node, "pose", "connect a POSE_KEYPOINT output") if pose is not None else None
         if pose_json.strip():
@@ -137,6 +141,10 @@ class PoseEditor(io.ComfyNode):
             height, width = image.shape[1:3] if image is not None else (512, 512)
             frames = received or [empty_frame(width, height)]
         size = (image.shape[2], image.shape[1]) if image is not None else (None, None)
+        try:  # without an image, every frame must have one canvas: the rendered batch has one size
+            batch_canvas(frames, *size, "pose_json", "connect an image, or give every frame one canvas size")
+        except PoseFormatError as error:
+            raise ValueError(f"{node}: {error}") from None
         rendered = to_image([render_frame(frame, *size) for frame in frames])
         frames = [rescale(frame, *size) for frame in frames]
         shown = {"input_pose": [received], "canvas": [list(size)]}
@@ -173,6 +181,7 @@ class PoseRender(io.ComfyNode):
 
     @classmethod
     def execute(cls, pose, width, height, limb_width, draw_body, draw_hands, draw_face) -> io.NodeOutput:
+        require(cls, locals())
         frames = parse_input(pose, "Render Pose", "pose", "connect a POSE_KEYPOINT output")
         if len({(width or f["canvas_width"], height or f["canvas_height"]) for f in frames}) > 1:
             raise ValueError("Render Pose: the pose frames have different canvas sizes; set width and height so "

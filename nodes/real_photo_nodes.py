@@ -6,9 +6,18 @@ import comfy.model_management
 import comfy.samplers
 from comfy_api.v0_0_2 import io
 
-from ..attention.comfyui_inversion import follow_inversion, invert
+from ..attention.comfyui_inversion import DDIMInversion, follow_inversion, invert
+from .input_checks import custom_type, report, require, rule
 
-Inversion_ = io.Custom("MASACTRL_INVERSION")
+Inversion_ = custom_type("MASACTRL_INVERSION", DDIMInversion,
+                         "connect the inversion output of DDIM Inversion (MasaCtrl)")
+
+
+@rule("latent")
+def one_photo(latent):
+    if latent["samples"].shape[0] != 1:
+        return (f"the latent input holds {latent['samples'].shape[0]} images; it inverts one photo. VAE Encode a "
+                "single image, or pick one with Latent From Batch.")
 
 
 class DDIMInversionNode(io.ComfyNode):
@@ -47,19 +56,18 @@ class DDIMInversionNode(io.ComfyNode):
             ],
         )
 
+    RULES = (one_photo,)
+
+    @classmethod
+    def validate_inputs(cls, scheduler=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, model, positive, negative, latent, steps, cfg, scheduler, batch_size) -> io.NodeOutput:
-        node = "DDIM Inversion (MasaCtrl)"
-        samples = latent["samples"]
-        if samples.shape[0] != 1:
-            raise ValueError(f"{node}: the latent input holds {samples.shape[0]} images; it inverts one photo. "
-                             "VAE Encode a single image, or pick one with Latent From Batch.")
-        if steps < 1:
-            raise ValueError(f"{node}: steps is {steps}; use 1 or more (MasaCtrl's reference: 50).")
-        if batch_size < 1:
-            raise ValueError(f"{node}: batch_size is {batch_size}; use 2 for one source and one target.")
-        inversion = invert(model, positive, negative, samples, steps, cfg, scheduler, node)
-        start = inversion.trajectory.start.to(comfy.model_management.intermediate_device())
+        require(cls, locals())
+        node = cls.define_schema().display_name
+        start, inversion = invert(model, positive, negative, latent["samples"], steps, cfg, scheduler, node)
+        start = start.to(comfy.model_management.intermediate_device())
         reps = (batch_size,) + (1,) * (start.ndim - 1)
         return io.NodeOutput({"samples": start.repeat(reps)}, inversion)
 
@@ -85,6 +93,5 @@ class FollowInversionNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, inversion, source_index) -> io.NodeOutput:
-        if source_index < 0:
-            raise ValueError(f"Follow Inversion (MasaCtrl): source_index is {source_index}; use 0 or more.")
+        require(cls, locals())  # source_index against the batch: when the sampler runs (follow_inversion)
         return io.NodeOutput(follow_inversion(model, inversion, source_index))

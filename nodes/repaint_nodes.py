@@ -9,11 +9,30 @@ import comfy.samplers
 from comfy_api.v0_0_2 import io
 
 from ..completion.comfyui_repaint import NODE, STEP_SAMPLERS, repaint_sampler, sample_repaint
+from ..completion.repaint import RePaintScheduleError, jump_schedule
+from .input_checks import report, require, rule
 
 JUMP_TOOLTIP = ("j: how many steps each resampling jumps back up (the paper: 10 of 250). Must not exceed the steps "
                 "that run.")
 RESAMPLINGS_TOOLTIP = ("r: how often each j-step stretch is denoised (the paper: 10). 1: no resampling, only the "
                        "known region re-imposed every step. Cost: about r times the steps.")
+
+
+@rule("steps", "jump_length", "resamplings")
+def jumps_fit_the_steps(steps, jump_length, resamplings):
+    try:
+        jump_schedule(steps, jump_length, resamplings)
+    except RePaintScheduleError as error:
+        return str(error)
+
+
+@rule("latent_image", optional=("mask",))
+def something_to_repaint(latent_image, mask):
+    # An all-zero region would run every step to reproduce the input: refused rather than silently wasted.
+    region, name = (mask, "mask") if mask is not None else (latent_image.get("noise_mask"), "latent_image's noise mask")
+    if region is not None and not bool((region > 0).any()):
+        return (f"{name} is 0 everywhere, so RePaint would regenerate nothing; paint the region to regenerate white "
+                "(e.g. Extend Canvas's mask).")
 
 
 class RePaintSampler(io.ComfyNode):
@@ -36,7 +55,12 @@ class RePaintSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, sampler_name=None):
+        return report(cls, locals())
+
+    @classmethod
     def execute(cls, sampler_name, jump_length, resamplings) -> io.NodeOutput:
+        require(cls, locals())  # jump_length against the steps: when the sampler runs (repaint_sampler)
         return io.NodeOutput(repaint_sampler(sampler_name, jump_length, resamplings))
 
 
@@ -75,8 +99,15 @@ class RePaint(io.ComfyNode):
             outputs=[io.Latent.Output()],
         )
 
+    RULES = (jumps_fit_the_steps, something_to_repaint)
+
+    @classmethod
+    def validate_inputs(cls, steps=None, sampler_name=None, scheduler=None, jump_length=None, resamplings=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
                 jump_length, resamplings, mask=None) -> io.NodeOutput:
+        require(cls, locals())
         return io.NodeOutput(sample_repaint(model, positive, negative, latent_image, seed, steps, cfg, sampler_name,
                                             scheduler, denoise, jump_length, resamplings, mask))

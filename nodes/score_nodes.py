@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from comfy_api.v0_0_2 import io
-from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..attention import BatchLayout
+from ..attention import BatchLayout, BatchLayoutError
 from ..evaluation.scores import prompts_per_image
 from ..evaluation.tables import image_table
 from ..model_files.score_models import (
     CLIP_FOLDER,
     DINO_FOLDER,
+    LOADER,
     ScoreModels,
     clip_folders,
     dino_folders,
@@ -21,20 +21,46 @@ from ..model_files.score_models import (
     missing_model_message,
     score_images,
 )
+from .input_checks import custom_type, report, require, rule, unavailable_ui, unproducible
 
-ScoreModels_ = io.Custom("MASACTRL_SCORE_MODELS")
+ScoreModels_ = custom_type("MASACTRL_SCORE_MODELS", ScoreModels, "connect Load Alignment Score Models' output")
 NO_CLIP = f"(no CLIP model folder in models/{CLIP_FOLDER}: see this node's help)"
 NO_DINO = "none"
 SCORES = "Alignment Scores (MasaCtrl)"
+DINO_SLOT = 4
 PROMPTS_TOOLTIP = ("The prompts the images were made with, one per line: one line per image of the batch (sources "
                    "included), one per target, or a single line for every target.")
 
 
-def check_score_models(models, node: str) -> ScoreModels:
-    if not isinstance(models, ScoreModels):
-        raise ValueError(f"{node}: score_models is a {type(models).__name__}; connect Load Alignment Score "
-                         "Models' output.")
-    return models
+# Instead of "not one of its options": where to put which files.
+@rule("clip_name", own_options=True)
+def clip_model_found(clip_name):
+    if clip_name not in clip_folders():
+        message = missing_model_message("CLIP", None if clip_name == NO_CLIP else clip_name)
+        return f"clip_name: {message.removeprefix(f'{LOADER}: ')}"
+
+
+@rule("dino_name", own_options=True)
+def dino_model_found(dino_name):
+    if dino_name != NO_DINO and dino_name not in dino_folders():
+        message = missing_model_message("DINO", dino_name)
+        return f"dino_name: {message.removeprefix(f'{LOADER}: ')}"
+
+
+@rule("source_indices")
+def source_indices_parse(source_indices):
+    try:
+        BatchLayout.parse(source_indices)
+    except BatchLayoutError:
+        return (f"source_indices '{source_indices}' is not a list of batch indices; write the indices of the "
+                "source images in increasing order, starting with 0, separated by commas, e.g. '0' or '0,3'.")
+
+
+@rule("prompts")
+def prompts_given(prompts):
+    if not prompts.strip():
+        return ("prompts is empty; write the prompts the images were made with, one per line (one per image, one "
+                "per target, or one for every target).")
 
 
 class ScoreModelLoader(io.ComfyNode):
@@ -61,14 +87,11 @@ class ScoreModelLoader(io.ComfyNode):
                                          tooltip="For Alignment Scores and MasaCtrl Schedule Sweep.")],
         )
 
+    RULES = (clip_model_found, dino_model_found)
+
     @classmethod
     def validate_inputs(cls, clip_name=None, dino_name=None):
-        # Replaces ComfyUI's "Value not in list" with where to put which files.
-        if clip_name is not None and clip_name not in clip_folders():
-            return missing_model_message("CLIP", None if clip_name == NO_CLIP else clip_name)
-        if dino_name not in (None, NO_DINO) and dino_name not in dino_folders():
-            return missing_model_message("DINO", dino_name)
-        return True
+        return report(cls, locals())
 
     @classmethod
     def execute(cls, clip_name, dino_name) -> io.NodeOutput:
@@ -108,24 +131,33 @@ class AlignmentScoresNode(io.ComfyNode):
                 io.Float.Output(display_name="image_alignment", tooltip="Mean CLIP image cosine, target vs source."),
                 io.Float.Output(display_name="text_alignment", tooltip="Mean CLIP text cosine, target vs prompt."),
                 io.Float.Output(display_name="dino_alignment",
-                                tooltip="Mean DINO cosine, target vs source; needs a DINO model."),
+                                tooltip="Mean DINO cosine, target vs source; needs a DINO model (connected without "
+                                        "one: an error)."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],  # which outputs are connected: unproducible()
         )
+
+    RULES = (source_indices_parse, prompts_given)
+
+    @classmethod
+    def validate_inputs(cls, prompts=None, source_indices=None):
+        return report(cls, locals())
 
     @classmethod
     def execute(cls, score_models, images, prompts, source_indices) -> io.NodeOutput:
-        models = check_score_models(score_models, SCORES)
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"{SCORES}: images has shape {list(images.shape)}; connect an IMAGE batch [B, H, W, C].")
+        require(cls, locals())
+        dino = None
+        if score_models.dino is None:  # checked before scoring: a connected dino_alignment fails at once
+            dino = unproducible(cls, DINO_SLOT, "dino_alignment needs a DINO model: choose one in Load Alignment "
+                                "Score Models' dino_name.")
         try:
             owner = BatchLayout.parse(source_indices).source_of(images.shape[0])
         except ValueError as error:
             raise ValueError(f"{SCORES}: {error}") from None
-        scores = score_images(models, images, owner, prompts_per_image(prompts, owner, SCORES))
+        scores = score_images(score_models, images, owner, prompts_per_image(prompts, owner, SCORES))
         summary = scores.summary()
-        dino = summary["dino_alignment"]
         if dino is None:
-            dino = ExecutionBlocker(f"{SCORES}: dino_alignment needs a DINO model: choose one in Load Alignment "
-                                    "Score Models' dino_name.")
-        return io.NodeOutput(image_table(scores, models.dino is not None), json.dumps(scores.as_dict(), indent=1),
-                             summary["image_alignment"], summary["text_alignment"], dino)
+            dino = summary["dino_alignment"]
+        return io.NodeOutput(image_table(scores, score_models.dino is not None),
+                             json.dumps(scores.as_dict(), indent=1), summary["image_alignment"],
+                             summary["text_alignment"], dino, ui=unavailable_ui(dino))

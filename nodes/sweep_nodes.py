@@ -12,10 +12,28 @@ from comfy_api.v0_0_2 import io
 
 from ..evaluation.comfyui_sweep import CONSISTENCY, masactrl_control, run_sweep, sweep_report
 from ..evaluation.scores import prompts_per_image
-from ..evaluation.sweep_settings import EXAMPLES, PARAMETERS, SweepError, sweep_settings
-from .score_nodes import PROMPTS_TOOLTIP, ScoreModels_, check_score_models
+from ..evaluation.sweep_settings import EXAMPLES, PARAMETERS, SweepError, sweep_settings, values_problem
+from .input_checks import report, require, rule
+from .score_nodes import PROMPTS_TOOLTIP, ScoreModels_, prompts_given
 
 NODE = "MasaCtrl Schedule Sweep"
+
+
+@rule("parameter", "values", "steps")
+def values_fit_the_run(parameter, values, steps):
+    problem = values_problem(parameter, values, steps)
+    if problem and "values" not in problem:  # say where the value is written
+        return f"{problem[:-1]}; in values '{values}'."
+    return problem
+
+
+@rule("consistency", "score_models")
+def consistency_model_loaded(consistency, score_models):
+    if consistency == "dino" and score_models.dino is None:
+        return ("consistency is dino, but no DINO model is loaded: choose one in Load Alignment Score Models' "
+                "dino_name, or set consistency to clip.")
+
+
 class ScheduleSweep(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -61,14 +79,18 @@ class ScheduleSweep(io.ComfyNode):
             ],
         )
 
+    RULES = (values_fit_the_run, consistency_model_loaded, prompts_given)
+
+    @classmethod
+    def validate_inputs(cls, steps=None, sampler_name=None, scheduler=None, parameter=None, values=None, prompts=None,
+                        consistency=None):
+        return report(cls, locals())
+
     @classmethod
     def execute(cls, model, vae, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler,
                 denoise, parameter, values, score_models, prompts, consistency) -> io.NodeOutput:
+        require(cls, locals())
         control = masactrl_control(model)
-        models = check_score_models(score_models, NODE)
-        if consistency == "dino" and models.dino is None:
-            raise ValueError(f"{NODE}: consistency is dino, but no DINO model is loaded: choose one in Load "
-                             "Alignment Score Models' dino_name, or set consistency to clip.")
         try:
             settings = sweep_settings(control.schedule, parameter, values, steps, control.layer_map)
             samples = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
@@ -76,8 +98,7 @@ class ScheduleSweep(io.ComfyNode):
         except ValueError as error:  # SweepError, BatchLayoutError
             raise SweepError(f"{NODE}: {error}") from None
         images, runs = run_sweep(model, control, settings, vae, positive, negative, latent_image, samples, seed, steps,
-                                 cfg, sampler_name, scheduler, denoise, models,
+                                 cfg, sampler_name, scheduler, denoise, score_models,
                                  prompts_per_image(prompts, owner, NODE))
         return io.NodeOutput(torch.cat(images), *sweep_report(settings, owner, images, runs, parameter, seed,
-                                                              consistency, models.dino is not None))
-
+                                                              consistency, score_models.dino is not None))

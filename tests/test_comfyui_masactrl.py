@@ -116,16 +116,18 @@ def test_input_model_is_never_mutated_and_no_state_leaks(sd15):
     plain_before = sample(sd15, sd15.model)
     patched = masactrl(sd15, **SCHEDULE)
     first = sample(sd15, patched)
-    other_size = sample(sd15, patched, size=(64, 96), batch=3)  # another run of the same patched model
+    three = sd15.node[BATCH].execute(sd15.positive, sd15.encode("a photo of a corgi sitting")).result[0]
+    other_size = sample(sd15, patched, size=(64, 96), batch=3, positive=three)  # another run of the same model
     assert other_size.shape[0] == 3
     assert torch.equal(sample(sd15, patched), first)
     assert torch.equal(sample(sd15, sd15.model), plain_before)
     assert repr(sd15.model.model_options) == before_options
 
 
-def test_start_step_past_the_last_step_equals_plain_sampling(sd15):
-    plain = sample(sd15, sd15.model)
-    assert torch.equal(sample(sd15, masactrl(sd15, start_step=6, start_layer=0)), plain)
+def test_start_step_past_the_last_step_is_refused_when_sampling_starts(sd15):
+    # Once a silent plain run (issue 14): a schedule that cannot act on this run's steps is an error naming it.
+    with pytest.raises(ValueError, match="start_step 6 is past the last step of this 6-step run"):
+        sample(sd15, masactrl(sd15, start_step=6, start_layer=0))
 
 
 def test_percent_schedule(sd15):
@@ -133,8 +135,9 @@ def test_percent_schedule(sd15):
     by_percent = sample(sd15, masactrl(sd15, schedule_by="percent", start_percent=0.0, end_percent=1.0,
                                        start_layer=5))
     assert torch.equal(by_percent, everywhere)
-    never = masactrl(sd15, schedule_by="percent", start_percent=0.0, end_percent=0.0, start_layer=5)
-    assert torch.equal(sample(sd15, never), sample(sd15, sd15.model))
+    # Once a silent plain run (issue 14): an empty percent window is refused when the node runs.
+    with pytest.raises(ValueError, match="start_percent 0 is not below end_percent 0, so MasaCtrl would act on no"):
+        masactrl(sd15, schedule_by="percent", start_percent=0.0, end_percent=0.0, start_layer=5)
 
 
 def test_batch_conditioning_stacks_prompts_and_refuses_what_it_would_drop(sd15):

@@ -48,7 +48,7 @@ SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), 
          CANVAS: (1, (64, 80))}
 # The sweep saves its grid: 3 rows of 256 px cells (64 px images scaled up) under a header, 4 px gaps; the width
 # follows the row labels' font.
-SAVED[SWEEP] = (1, (None, 32 + 4 + 3 * (256 + 4)))
+SAVED[SWEEP] = (1, (None, 36 + 4 + 3 * (256 + 4)))  # header strip, gap, three 256 px rows
 SOURCE_PROMPT, TARGET_PROMPT = "a photo of a corgi", "a photo of a corgi jumping"
 # The folder the pack is cloned into; the server lists the templates under this name.
 PACK_FOLDER = "comfyui-masactrl-suite"

@@ -234,7 +234,7 @@ def test_bad_inputs_say_what_to_connect(scoring):
         score(scoring, models, source_indices="x")
 
 
-def test_graph_through_the_executor(scoring, monkeypatch):
+def test_graph_through_the_executor(scoring):
     import comfy_harness
 
     def colour(name, value):
@@ -255,11 +255,10 @@ def test_graph_through_the_executor(scoring, monkeypatch):
     assert len(table) == 2 + 3 + 1 and "| 1 | 0 |" in table[3] and "a blue square" in table[4]
     assert "| DINO image |" in table[0]
     assert float(outputs["dino"]["text"][0]) > -1
-    # Without DINO the dino_alignment output is blocked with the reason.
-    sent = []
-    monkeypatch.setattr(comfy_harness._Server, "send_sync", lambda self, event, data, sid=None: sent.append((event, data)))
+    # Without DINO a connected dino_alignment is an error in /history; unconnected, the UI output says why.
     graph["models"]["inputs"]["dino_name"] = "none"
+    with pytest.raises(RuntimeError, match="'node_id': 'scores'.*dino_alignment needs a DINO model"):
+        comfy_harness.run_graph(scoring.comfy, graph)
+    del graph["dino"]
     outputs = comfy_harness.run_graph(scoring.comfy, graph)
-    errors = [data for event, data in sent if event == "execution_error"]
-    assert "dino" not in outputs and "table" in outputs
-    assert "dino_alignment needs a DINO model" in errors[0]["exception_message"]
+    assert "table" in outputs and "dino_alignment needs a DINO model" in outputs["scores"]["unavailable_outputs"][0]

@@ -60,7 +60,7 @@ def test_layer_selection_takes_parts_or_ranges():
     ("start_layer", "11", {}, "start_layer: 11 is out of range; this model's layers are 0 to 10"),
     ("start_layer", "6", {"parts": ("encoder",)}, "start_layer=6: .*no layer of the selected parts"),
     ("layers", "decoders", {}, "layers: 'decoders' is neither parts nor a range; write part names"),
-    ("layers", "8-3", {}, "layers: 3 is out of range"),
+    ("layers", "8-3", {}, "layers: '8-3' runs backwards; write the smaller layer first: 3-8"),
     ("layers", "0-11", {}, "layers: 11 is out of range.*layers 0-10"),
     ("cfg", "1", {}, "parameter 'cfg' is not sweepable"),
     ("end_step", "5", {"sigma_range": (10.0, 1.0)}, "end_step counts steps, but the MasaCtrl node schedules by "
