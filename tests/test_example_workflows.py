@@ -392,6 +392,19 @@ def _widget(path_stem, type_):
     return [n["widgets_values"][0] for n in graph.of_type(type_)]
 
 
+def _paint_mask(path: Path):
+    """What the Mask Editor saves: the image with the region to redo (here its lower half) transparent, which
+    Load Image turns into its MASK output."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    alpha = Image.new("L", rgba.size, 255)
+    alpha.paste(0, (0, rgba.height // 2, rgba.width, rgba.height))
+    rgba.putalpha(alpha)
+    rgba.save(path)
+
+
 def _draw_pose(path: Path, arm_angle: float):
     """A 64 px OpenPose-like stick figure; `arm_angle` (degrees) moves the arms."""
     import math
@@ -433,6 +446,7 @@ def server(request):
         (base / "input").mkdir()
         for index, name in enumerate(sorted({v for s in stems for v in _widget(s, "LoadImage")})):
             _draw_pose(base / "input" / name, arm_angle=-30 + 90 * index)
+        _paint_mask(base / "input" / "masactrl_masked_photo.png")  # as the RePaint template's note asks
         comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER, extra_args=["--cache-none"])
         try:
             comfy_server.start()
