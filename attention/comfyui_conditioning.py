@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .subject_words import PromptSubject, PromptTokens, find_word, parse_words
+from .subject_words import PromptSubject, PromptTokens, SubjectWordError, find_word, parse_words
 
 
 def _repeat_tokens(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -49,19 +49,40 @@ def encode_prompts(clip, prompts: list[str]):
     return conditioning
 
 
-def _prompt_tokens(clip, tokens) -> PromptTokens:
-    """PromptTokens of clip.tokenize()'s output."""
-    key = next(iter(tokens))  # SDXL has two encoders with the same token layout; any one will do
-    tokenizer = getattr(clip.tokenizer, f"clip_{key}")
-    special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token}
+def _prompt_tokens(clip, tokens, key: str) -> PromptTokens:
+    """PromptTokens of clip.tokenize()'s output for one of its tokenizers."""
+    tokenizer = getattr(clip.tokenizer, f"clip_{key}", None) or getattr(clip.tokenizer, key)
+    special = {tokenizer.start_token, tokenizer.end_token, tokenizer.pad_token} - {None}
+    if key == "t5xxl":  # SentencePiece: "▁" starts a word
+        return PromptTokens.from_pieces(tokens[key], special, lambda t: tokenizer.inv_vocab.get(t, "▁").startswith("▁"))
     return PromptTokens.from_chunks(tokens[key], special,
                                     lambda t: tokenizer.inv_vocab.get(t, "</w>").endswith("</w>"))
 
 
 def prompt_subject(clip, prompt: str, tokens, words_text: str, field: str) -> PromptSubject:
     """The subject words of `prompt`, whose clip.tokenize() output is `tokens`."""
-    prompt_tokens = _prompt_tokens(clip, tokens)
+    key, after = _text_stream(clip, tokens)
+    prompt_tokens = _prompt_tokens(clip, tokens, key)
     words = parse_words(words_text, field)
-    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, clip.tokenize(w)), w, prompt, field)
+    positions = tuple(find_word(prompt_tokens, _prompt_tokens(clip, clip.tokenize(w), key), w, prompt, field)
                       for w in words)
-    return PromptSubject(words, positions, len(prompt_tokens))
+    return PromptSubject(words, positions, len(prompt_tokens) + after)
+
+
+def _text_stream(clip, tokens) -> tuple[str, int]:
+    """(the tokenizer whose tokens the model's attention sees first, the tokens that follow them in the context).
+    SD1.x/SDXL: CLIP's 77 (SDXL's two encoders share one layout). Flux.1 and Chroma: T5's tokens (Flux's CLIP-L
+    gives only the pooled vector). SD3.x: CLIP-L/G's 77, then T5's when a T5 encoder is loaded."""
+    keys = set(tokens)
+    model = clip.cond_stage_model
+    if "t5xxl" in keys and "g" not in keys:
+        return "t5xxl", 0
+    if keys <= {"l", "g"}:
+        return ("l" if "l" in keys else "g"), 0
+    if keys == {"l", "g", "t5xxl"}:  # SD3.x: [CLIP-L/G ; T5] along the tokens, or T5 alone
+        if getattr(model, "clip_l", None) is None and getattr(model, "clip_g", None) is None:
+            return "t5xxl", 0
+        return "l", len(_prompt_tokens(clip, tokens, "t5xxl")) if getattr(model, "t5xxl", None) is not None else 0
+    raise SubjectWordError(f"Subject Prompts: subject words work with CLIP and T5 text encoders (SD1.x, SDXL, "
+                           f"Flux.1, Chroma, SD3.x); this CLIP's tokenizer ({', '.join(sorted(keys))}) is not one of "
+                           "them. Connect source_mask and target_mask to MasaCtrl Masks instead.")

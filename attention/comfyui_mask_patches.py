@@ -1,7 +1,8 @@
 """ComfyUI glue for mask-guided MasaCtrl (imports nothing of ComfyUI; the node passes its functions).
 
 Three pieces, all on a ModelPatcher clone:
-- attn2 replace patches at the capture layers record the cond branch's subject maps;
+- attn2 replace patches at the capture layers record the cond branch's subject maps (UNets; on a diffusion
+  transformer MasaCtrl's own block patches record them in the capture blocks, comfyui_dit_patches.py);
 - a calc_cond_batch wrapper gives every denoising evaluation fresh maps (the reference clears them
   after each step) and makes sure the cond branch runs before the uncond branch reads them;
 - the MasaCtrl attn1 patch (comfyui_patches.MasaCtrlAttn1) finds the configuration under MASKS_KEY
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .comfyui_dit_patches import MasaCtrlDiTBlock
 from .comfyui_patches import MAPS_KEY, MASKS_KEY, CondMapsMissing, MasaCtrlAttn1
 from .control import BatchLayout
 from .mask_guidance import MaskGuidance
@@ -65,8 +67,9 @@ class CrossAttentionCapture:
 
 
 def masactrl_layout(transformer_options) -> BatchLayout:
-    patches = transformer_options.get("patches_replace", {}).get("attn1", {})
-    layouts = {p.control.layout for p in patches.values() if isinstance(p, MasaCtrlAttn1)}
+    replaced = transformer_options.get("patches_replace", {})
+    layouts = {p.control.layout for p in replaced.get("attn1", {}).values() if isinstance(p, MasaCtrlAttn1)}
+    layouts |= {p.dit.control.layout for p in replaced.get("dit", {}).values() if isinstance(p, MasaCtrlDiTBlock)}
     if not layouts:
         raise ValueError("MasaCtrl Masks only guides MasaCtrl: add a MasaCtrl node to this model (before or "
                          "after MasaCtrl Masks).")

@@ -1,7 +1,8 @@
 """When and where mutual self-attention is active, derived from what each call is told, never counted.
 
 When: `MutualAttentionSchedule`, a value object checked once, up front, and `step_index`, the step a call
-belongs to, read from its sigma. Where: `UNetLayerMap`, MasaCtrl's layer index of a call's site.
+belongs to, read from its sigma (a UNet's sigmas or a flow model's, alike). Where: a layer map, MasaCtrl's
+layer index of a call's site: `UNetLayerMap` for UNets, `DiTLayerMap` for diffusion transformers.
 
 Steps count the steps of the schedule the sampler is running (step 0 is its first step), so the
 paper's "start step 4" means the same thing for 10 or 50 steps and for denoise < 1. A sigma range
@@ -15,7 +16,9 @@ from functools import cached_property
 
 import torch
 
-PARTS = ("encoder", "middle", "decoder")
+PARTS = ("encoder", "middle", "decoder")  # a UNet's
+DIT_PARTS = ("double", "single")  # a diffusion transformer's: double-stream (joint) and single-stream blocks
+ALL_PARTS = PARTS + DIT_PARTS
 
 
 class ScheduleError(ValueError):
@@ -29,9 +32,11 @@ class MutualAttentionSchedule:
     step_interval: int = 1  # every n-th step from start_step
     start_layer: int = 10
     end_layer: int = -1  # last active layer, inclusive; -1 means through the model's last layer
-    parts: tuple[str, ...] = PARTS
+    parts: tuple[str, ...] = ALL_PARTS  # each model's layer map uses the parts it has
     # (high, low) sigma bounds; when set they replace start_step/end_step.
     sigma_range: tuple[float, float] | None = None
+    # an explicit layer list (e.g. Vital Layers' selection); when set it replaces start_layer/end_layer.
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self):
         def fail(field, msg):
@@ -49,11 +54,14 @@ class MutualAttentionSchedule:
         if self.end_layer != -1 and self.end_layer < self.start_layer:
             fail("end_layer", f"({self.end_layer}) is before start_layer ({self.start_layer}); "
                  "raise end_layer or use -1 for 'through the last layer'.")
-        unknown = [p for p in self.parts if p not in PARTS]
+        unknown = [p for p in self.parts if p not in ALL_PARTS]
         if unknown:
-            fail("parts", f"has unknown part(s) {unknown}; choose from {list(PARTS)}.")
+            fail("parts", f"has unknown part(s) {unknown}; choose from {list(ALL_PARTS)}.")
         if not self.parts:
-            fail("parts", "is empty; enable at least one of encoder, middle, decoder.")
+            fail("parts", "is empty; enable at least one part (UNets: encoder, middle, decoder; diffusion "
+                 "transformers: double, single).")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            fail("layers", f"{list(self.layers)} must list at least one layer, each 0 or more.")
         if self.sigma_range is not None:
             high, low = self.sigma_range
             if low > high:
@@ -70,8 +78,25 @@ class MutualAttentionSchedule:
         return in_range and (step - self.start_step) % self.step_interval == 0
 
     def layer_is_active(self, layer: int, part: str) -> bool:
+        if self.layers is not None:
+            return part in self.parts and layer in self.layers
         return (part in self.parts and layer >= self.start_layer
                 and (self.end_layer == -1 or layer <= self.end_layer))
+
+
+def parse_layers(text: str) -> tuple[int, ...] | None:
+    """'0, 1, 17-18' -> (0, 1, 17, 18); an empty text -> None (no explicit list)."""
+    items = [item for item in text.replace(" ", "").split(",") if item]
+    if not items:
+        return None
+    layers = set()
+    for item in items:
+        first, dash, last = item.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
+            raise ScheduleError(f"MasaCtrl layers '{text}': '{item}' is not a layer or a range; write layer numbers "
+                                "and ranges separated by commas, e.g. '0,1,17-18'.")
+        layers.update(range(int(first), int(last or first) + 1))
+    return tuple(sorted(layers))
 
 
 # -- when: the step of a call ------------------------------------------------------------------------
@@ -92,25 +117,23 @@ def step_index(sigma: float, sample_sigmas: torch.Tensor, rtol: float = 1e-4) ->
 
 
 # -- where: the layer of a call ------------------------------------------------------------------------
-# MasaCtrl numbers the UNet's self-attention layers in execution order: encoder blocks, the middle block,
-# decoder blocks, and inside a block its transformer blocks in order (SD1.x/SD2.x: 16 layers, SDXL: 70). A
-# site is (part, block id, transformer index inside that block) with ComfyUI's block ids (input_blocks /
-# middle_block / output_blocks numbering); the diffusers adapter maps its own modules onto the same numbering.
+# MasaCtrl numbers a model's attention layers in execution order. UNet (SD1.x/SD2.x: 16 layers, SDXL: 70): the
+# self-attention layers of the encoder blocks, the middle block, the decoder blocks, and inside a block its
+# transformer blocks in order; a site is (part, block id, transformer index) with ComfyUI's block ids
+# (input_blocks / middle_block / output_blocks numbering); the diffusers adapter maps its own modules onto the
+# same numbering. Diffusion transformer: its blocks, double-stream ones first, then single-stream ones (Flux.1:
+# double 0-18 = layers 0-18, single 0-37 = layers 19-56); a site is ComfyUI's ("double_block" | "single_block", i).
 
-PART_OF_BLOCK = {"input": "encoder", "middle": "middle", "output": "decoder"}
+PART_OF_BLOCK = {"input": "encoder", "middle": "middle", "output": "decoder",
+                 "double_block": "double", "single_block": "single"}
 
 
 @dataclass(frozen=True)
-class UNetLayerMap:
-    sites: tuple[tuple[str, int, int], ...]  # ("input"|"middle"|"output", block id, transformer index)
+class LayerMap:
+    """The sites of a model's attention layers in MasaCtrl's order; subclasses say what a site looks like."""
+    sites: tuple[tuple, ...]
 
-    @classmethod
-    def from_depths(cls, input_depths: dict[int, int], middle_depth: int, output_depths: dict[int, int]):
-        """Build from the transformer depth of every block that has attention, keyed by block id."""
-        sites = [("input", b, t) for b in sorted(input_depths) for t in range(input_depths[b])]
-        sites += [("middle", 0, t) for t in range(middle_depth)]
-        sites += [("output", b, t) for b in sorted(output_depths) for t in range(output_depths[b])]
-        return cls(tuple(sites))
+    kind = "attention"  # how messages name a layer
 
     def __len__(self):
         return len(self.sites)
@@ -122,28 +145,82 @@ class UNetLayerMap:
     def _index(self) -> dict:
         return {site: i for i, site in enumerate(self.sites)}
 
-    def active_sites(self, schedule: MutualAttentionSchedule) -> list[tuple[str, int, int]]:
+    @staticmethod
+    def part_of(site) -> str:
+        return PART_OF_BLOCK[site[0]]
+
+    def active_sites(self, schedule: MutualAttentionSchedule) -> list[tuple]:
         """Sites the schedule patches; an empty selection is an error, not a silent no-op."""
         n = len(self.sites)
-        if schedule.start_layer >= n:
+        if schedule.layers is not None and max(schedule.layers) >= n:
+            raise ScheduleError(f"MasaCtrl schedule: layers lists {max(schedule.layers)}, past this model's last "
+                                f"{self.kind} layer ({n - 1}); list layers below {n} ({self.describe()}).")
+        if schedule.layers is None and schedule.start_layer >= n:
             raise ScheduleError(f"MasaCtrl schedule: start_layer ({schedule.start_layer}) is past this "
-                                f"model's last self-attention layer ({n - 1}); use a value below {n}.")
-        if schedule.end_layer >= n:
+                                f"model's last {self.kind} layer ({n - 1}); use a value below {n}.")
+        if schedule.layers is None and schedule.end_layer >= n:
             raise ScheduleError(f"MasaCtrl schedule: end_layer ({schedule.end_layer}) is past this "
-                                f"model's last self-attention layer ({n - 1}); use -1 or a value below {n}.")
-        active = [s for i, s in enumerate(self.sites)
-                  if schedule.layer_is_active(i, PART_OF_BLOCK[s[0]])]
+                                f"model's last {self.kind} layer ({n - 1}); use -1 or a value below {n}.")
+        active = [s for i, s in enumerate(self.sites) if schedule.layer_is_active(i, self.part_of(s))]
         if not active:
+            chosen = (list(schedule.layers) if schedule.layers is not None
+                      else f"{schedule.start_layer}..{schedule.end_layer}")
             raise ScheduleError(
-                f"MasaCtrl schedule: layers {schedule.start_layer}..{schedule.end_layer} contain no layer of "
+                f"MasaCtrl schedule: layers {chosen} contain no layer of "
                 f"the selected parts {list(schedule.parts)}; this model's layers by part: {self.describe()}.")
         return active
 
     def describe(self) -> str:
         spans = {}
-        for i, (block, _, _) in enumerate(self.sites):
-            spans.setdefault(PART_OF_BLOCK[block], []).append(i)
+        for i, site in enumerate(self.sites):
+            spans.setdefault(self.part_of(site), []).append(i)
         return ", ".join(f"{part} {ix[0]}-{ix[-1]}" for part, ix in spans.items())
+
+
+@dataclass(frozen=True)
+class UNetLayerMap(LayerMap):
+    sites: tuple[tuple[str, int, int], ...]  # ("input"|"middle"|"output", block id, transformer index)
+
+    kind = "self-attention"
+
+    @classmethod
+    def from_depths(cls, input_depths: dict[int, int], middle_depth: int, output_depths: dict[int, int]):
+        """Build from the transformer depth of every block that has attention, keyed by block id."""
+        sites = [("input", b, t) for b in sorted(input_depths) for t in range(input_depths[b])]
+        sites += [("middle", 0, t) for t in range(middle_depth)]
+        sites += [("output", b, t) for b in sorted(output_depths) for t in range(output_depths[b])]
+        return cls(tuple(sites))
+
+    @property
+    def auto_start_layer(self) -> int:
+        """The published start layer: the paper's 10 on SD1.x/SD2.x (16 layers: the decoder's last six), the
+        official SDXL script's 44 (70 layers); on other layouts the decoder's first layer."""
+        published = {16: 10, 70: 44}
+        if len(self) in published:
+            return published[len(self)]
+        return next(i for i, site in enumerate(self.sites) if site[0] == "output")
+
+
+@dataclass(frozen=True)
+class DiTLayerMap(LayerMap):
+    sites: tuple[tuple[str, int], ...]  # ("double_block"|"single_block", block index)
+    family: str = "Flux"  # for messages and the help page's per-family defaults
+
+    kind = "transformer block"
+
+    @classmethod
+    def from_depths(cls, double: int, single: int, family: str):
+        return cls(tuple([("double_block", i) for i in range(double)] + [("single_block", i) for i in range(single)]),
+                   family)
+
+    @property
+    def auto_start_layer(self) -> int:
+        """Flux-family (double then single blocks): the first single-stream block, where text and image share
+        one stream and, as in MasaCtrl's UNet decoder, later layers refine appearance rather than layout.
+        SD3.x and Qwen-Image (joint blocks only): the second half of their blocks. Both leave the early blocks,
+        which set the layout, to the target's own prompt (the help page has the reasons)."""
+        singles = [i for i, site in enumerate(self.sites) if site[0] == "single_block"]
+        return singles[0] if singles else len(self) // 2
 
 
 # The published layouts (ComfyUI block numbering), used by tests and documentation; the adapters

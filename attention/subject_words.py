@@ -2,8 +2,8 @@
 
 MasaCtrl's reference code takes token indices ("ref_token_idx=[1]"); users think in words. A word is
 found by tokenizing it with the same tokenizer and looking for that token sequence in the prompt,
-starting at a word boundary (CLIP's BPE marks the last token of every word with "</w>"), so "corgi"
-matches "corgi," and "(corgi:1.2)" but not the "gi" inside "corgi". Words split into several tokens
+starting at a word boundary (CLIP's BPE marks the last token of every word with "</w>", T5's SentencePiece
+the first with "▁"), so "corgi" matches "corgi," and "(corgi:1.2)" but not the "gi" inside "corgi". Words split into several tokens
 select all their tokens; a word that occurs more than once selects every occurrence (their maps add
 up, as the reference sums over its token list).
 """
@@ -35,6 +35,15 @@ class PromptTokens:
                 ids.append(token if content else None)
                 ends.append(bool(ends_word(token)) if content else True)
         return cls(tuple(ids), tuple(ends))
+
+    @classmethod
+    def from_pieces(cls, chunks, special_ids, starts_word) -> PromptTokens:
+        """As from_chunks, for SentencePiece tokenizers (T5), which mark the first token of every word ("▁")
+        instead of the last: a token ends a word where the next one starts one (or is special)."""
+        starts = PromptTokens.from_chunks(chunks, special_ids, starts_word)
+        ends = tuple(i + 1 == len(starts.ids) or starts.ids[i + 1] is None or starts.ends_word[i + 1]
+                     for i in range(len(starts.ids)))
+        return cls(starts.ids, ends)
 
     def __len__(self):
         return len(self.ids)

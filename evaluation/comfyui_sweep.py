@@ -12,6 +12,7 @@ import latent_preview
 import numpy as np
 import torch
 
+from ..attention.comfyui_dit_patches import installed_dit_patches, replace_dit_control
 from ..attention.comfyui_patches import installed_patches, replace_control
 from ..model_files.hf_folders import to_pil
 from ..model_files.score_models import ScoreModels, score_images
@@ -28,11 +29,16 @@ CELL = 256  # the grid's longer image side, in pixels
 
 def masactrl_control(model):
     """The MasaCtrl setting the MasaCtrl node installed on `model`."""
-    patches = installed_patches(model)
-    if not patches:
+    unet, dit = installed_patches(model), installed_dit_patches(model)
+    if not (unet or dit):
         raise ValueError(f"{NODE}: the model has no MasaCtrl: connect the MasaCtrl node's output (its settings are "
                          "the sweep's fixed ones; the sweep varies one of them).")
-    return next(iter(patches.values())).control
+    return next(iter(unet.values())).control if unet else next(iter(dit.values())).dit.control
+
+
+def with_control(model, control):
+    """A clone of the MasaCtrl-patched `model` whose MasaCtrl follows `control` (None: removed)."""
+    return replace_control(model, control) if installed_patches(model) else replace_dit_control(model, control)
 
 
 def to_image(picture) -> torch.Tensor:
@@ -70,7 +76,7 @@ def run_sweep(model, control, settings, vae, positive, negative, latent_image: d
     for run, setting in enumerate(settings):
         comfy.model_management.throw_exception_if_processing_interrupted()
         swept = None if setting.schedule is None else replace(control, schedule=setting.schedule)
-        out = comfy.sample.sample(replace_control(model, swept), noise.clone(), steps, cfg, sampler_name,
+        out = comfy.sample.sample(with_control(model, swept), noise.clone(), steps, cfg, sampler_name,
                                   scheduler, positive, negative, samples, denoise=denoise,
                                   noise_mask=latent_image.get("noise_mask"), callback=callback_for(run),
                                   disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)

@@ -12,6 +12,7 @@ from .real_photo_nodes import DDIMInversionNode, FollowInversionNode
 from .repaint_nodes import RePaint, RePaintSampler
 from .score_nodes import AlignmentScoresNode, ScoreModelLoader
 from .sweep_nodes import ScheduleSweep
+from .vital_layers_nodes import VitalLayers
 
 # One line per capability, in the order the node menu should list them.
 NODES: list[type[io.ComfyNode]] = [
@@ -22,7 +23,7 @@ NODES: list[type[io.ComfyNode]] = [
     ExtendCanvas, PasteBack,
     BLIPLoader, BLIPCaption,
     GridSampling, RePaint, RePaintSampler,
-    ScoreModelLoader, AlignmentScoresNode, ScheduleSweep,
+    ScoreModelLoader, AlignmentScoresNode, ScheduleSweep, VitalLayers,
 ]
 
 

@@ -6,6 +6,7 @@ import comfy.patcher_extension
 from comfy_api.v0_0_2 import io, ui
 
 from ..attention.comfyui_conditioning import batch_conditioning, prompt_subject
+from ..attention.comfyui_dit_patches import dit_capture_layers, dit_layer_map_of
 from ..attention.comfyui_mask_patches import RECORDER_KEY, patch_masks
 from ..attention.comfyui_patches import MASKS_KEY, capture_sites
 from ..attention.mask_guidance import MaskGuidance
@@ -111,10 +112,12 @@ class MaskGuidanceNode(io.ComfyNode):
                                tooltip="Automatic masks: a pixel is subject where its normalised map is at least "
                                        "this (paper: 0.1)."),
                 io.Combo.Input("map_resolution", options=list(MAP_RESOLUTIONS), default="1/4 (paper)",
-                               tooltip="Which cross-attention layers make the automatic masks, by their size "
-                                       "relative to the latent (paper: 16x16 at 512 px, i.e. 1/4)."),
+                               tooltip="UNets: which cross-attention layers make the automatic masks, by their "
+                                       "size relative to the latent (paper: 16x16 at 512 px, i.e. 1/4). Diffusion "
+                                       "transformers have one token grid: not used there."),
                 io.Combo.Input("map_layers", options=list(MAP_LAYERS), default="all",
-                               tooltip="Use the maps of encoder, decoder or all layers at that resolution."),
+                               tooltip="UNets: use the maps of encoder, decoder or all layers at that resolution. "
+                                       "Diffusion transformers: the maps come from every double-stream block."),
                 Subject_.Input("subject", optional=True,
                                tooltip="From Subject Prompts: the words that make the automatic masks."),
                 io.Mask.Input("source_mask", optional=True,
@@ -136,6 +139,10 @@ class MaskGuidanceNode(io.ComfyNode):
                 target_mask=None) -> io.NodeOutput:
         require(cls, locals())
         diffusion_model = model.get_model_object("diffusion_model")
+        if not hasattr(diffusion_model, "input_blocks"):  # a diffusion transformer: MasaCtrl's patches record
+            capture = dit_capture_layers(dit_layer_map_of(diffusion_model))
+            guidance = MaskGuidance(threshold, subject, source_mask, target_mask, capture)
+            return io.NodeOutput(install_latest_run(cls.patch(model, guidance, {})))
         sites = capture_sites(diffusion_model, MAP_RESOLUTIONS[map_resolution], MAP_LAYERS[map_layers])
         if not sites and (source_mask is None or target_mask is None):
             usable = [name for name, level in MAP_RESOLUTIONS.items()
@@ -143,12 +150,14 @@ class MaskGuidanceNode(io.ComfyNode):
             raise ValueError(f"MasaCtrl Masks: this model has no cross-attention layers at map_resolution "
                              f"{map_resolution} in map_layers '{map_layers}'; choose one of {usable}.")
         guidance = MaskGuidance(threshold, subject, source_mask, target_mask, frozenset(sites))
-        if not guidance.needs_maps:
-            sites = {}
-        patched = patch_masks(model.clone(), guidance, sites, comfy_attention.optimized_attention,
-                              comfy.patcher_extension.WrappersMP.CALC_COND_BATCH,
-                              comfy.patcher_extension.WrappersMP.OUTER_SAMPLE)
+        patched = cls.patch(model, guidance, sites if guidance.needs_maps else {})
         return io.NodeOutput(install_latest_run(patched))  # for Mask Preview: which samples the maps belong to
+
+    @staticmethod
+    def patch(model, guidance, sites):
+        return patch_masks(model.clone(), guidance, sites, comfy_attention.optimized_attention,
+                           comfy.patcher_extension.WrappersMP.CALC_COND_BATCH,
+                           comfy.patcher_extension.WrappersMP.OUTER_SAMPLE)
 
 
 @rule("model", "samples")

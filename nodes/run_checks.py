@@ -14,6 +14,7 @@ from __future__ import annotations
 import comfy.patcher_extension
 import torch
 
+from ..attention.comfyui_dit_patches import MasaCtrlDiTBlock
 from ..attention.comfyui_patches import MasaCtrlAttn1
 from .input_checks import InputError
 
@@ -24,11 +25,14 @@ LATEST_RUN_KEY = "masactrl_latest_run"
 
 def _controls(model_options: dict) -> list:
     """The MasaCtrl settings patched into these model options (two chained MasaCtrl nodes: two)."""
-    attn1 = model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
+    replaced = model_options.get("transformer_options", {}).get("patches_replace", {})
     controls = {}
-    for patch in attn1.values():
+    for patch in replaced.get("attn1", {}).values():
         if isinstance(patch, MasaCtrlAttn1):
             controls[id(patch.control)] = patch.control
+    for patch in replaced.get("dit", {}).values():
+        if isinstance(patch, MasaCtrlDiTBlock):
+            controls[id(patch.dit.control)] = patch.dit.control
     return list(controls.values())
 
 

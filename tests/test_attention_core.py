@@ -192,3 +192,22 @@ def test_mutual_passes_use_comfyuis_kernel_unless_it_is_a_generic_fallback():
     assert MasaCtrlAttn1(control, attention_sub_quad).kernel({}) is None  # torch's fused attention instead
     override = {"optimized_attention_override": lambda func, *a, **k: func(*a, **k)}
     assert MasaCtrlAttn1(control, attention_sub_quad).kernel(override) is not None  # an override is honoured
+
+
+def test_layer_lists_parse_and_select_exactly_their_layers():
+    from masactrl_suite.attention.schedule import DiTLayerMap, parse_layers
+
+    assert parse_layers("") is None and parse_layers(" 0, 2-3 ,5") == (0, 2, 3, 5)
+    for bad in ("a", "3-1", "1-", "-2", "1.5"):
+        with pytest.raises(ScheduleError, match="is not a layer or a range"):
+            parse_layers(bad)
+    flux = DiTLayerMap.from_depths(19, 38, "Flux")
+    assert len(flux) == 57 and flux.auto_start_layer == 19 and flux.describe() == "double 0-18, single 19-56"
+    picked = flux.active_sites(MutualAttentionSchedule(layers=(0, 1, 17, 18, 25, 53)))
+    assert picked == [("double_block", 0), ("double_block", 1), ("double_block", 17), ("double_block", 18),
+                      ("single_block", 6), ("single_block", 34)]
+    assert flux.active_sites(MutualAttentionSchedule(layers=(0, 25), parts=("single",))) == [("single_block", 6)]
+    with pytest.raises(ScheduleError, match="layers lists 57, past this model's last transformer block layer .56."):
+        flux.active_sites(MutualAttentionSchedule(layers=(3, 57)))
+    assert DiTLayerMap.from_depths(38, 0, "SD3").auto_start_layer == 19
+    assert SD1_LAYERS.auto_start_layer == 10 and SDXL_LAYERS.auto_start_layer == 44
