@@ -4,7 +4,7 @@ The graphs are built inside the real ComfyUI front end (LiteGraph.createNode, no
 exported the way the "Export" menu does: `app.graphToPrompt()`, the view (`extra.ds`) added, and
 `JSON.stringify(workflow, null, 2)` run INSIDE the page, so no `undefined` is turned into `null` on
 the way out (the front end rejects such files with a zod-schema alert on every load).
-Workflows in THUMBNAILS also get <name>.jpg, a screenshot of the loaded graph (the template's thumbnail).
+The thumbnails (<name>.jpg) are diagrams drawn by scripts/draw_template_thumbnails.py.
 
     python scripts/export_example_workflows.py            # needs ComfyUI at $COMFYUI_PATH (~/ComfyUI)
 
@@ -24,13 +24,22 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR / "tests"))
 sys.path.insert(0, str(PACK_DIR / "scripts"))
 
-from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
-from example_graphs_eval import CLIP_MODEL, schedule_sweep  # noqa: E402
-from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing  # noqa: E402
-from example_graphs_photo import (BLIP_MODEL, CROPPED_PHOTO, MASKED_PHOTO, blip_caption,  # noqa: E402
-                                  complete_cropped_photo, extend_canvas, grid_outpaint, repaint_harmonise)
-from example_graphs_pose import POSE_PHOTO, pose_repair  # noqa: E402
-from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node  # noqa: E402
+from example_graphs_eval import CLIP_MODEL, schedule_sweep
+from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing
+from example_graphs_photo import (
+    BLIP_MODEL,
+    CROPPED_PHOTO,
+    MASKED_PHOTO,
+    blip_caption,
+    complete_cropped_photo,
+    extend_canvas,
+    grid_outpaint,
+    repaint_harmonise,
+)
+from example_graphs_pose import POSE_PHOTO, pose_repair
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node
+
+from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer
 
 OUT_DIR = PACK_DIR / "example_workflows"
 SOURCE_POSE = "masactrl_source_pose.png"
@@ -138,11 +147,6 @@ WORKFLOWS = {
     "masactrl_repaint_harmonise": repaint_harmonise,
     "masactrl_schedule_sweep": schedule_sweep,
 }
-# Workflows that get a <name>.jpg thumbnail (a screenshot of the graph), listed by the Templates dialog.
-THUMBNAILS = {"masactrl_complete_cropped_photo", "masactrl_blip_caption", "masactrl_grid_outpaint",
-              "masactrl_extend_canvas", "masactrl_repaint_harmonise", "masactrl_schedule_sweep"}
-THUMBNAIL_WIDTH = 640
-
 # Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.
 BUILD_AND_EXPORT_JS = """
 async (spec) => {
@@ -189,54 +193,6 @@ async (spec) => {
   return JSON.stringify(p.workflow, null, 2);
 }
 """
-
-
-# Runs in the page: load a workflow, hide the UI around the canvas (focus mode, no minimap, zoom
-# controls or node badges), fit the graph
-# into the window and draw it at full quality; returns the graph's box on the page, for the screenshot.
-THUMBNAIL_JS = """
-async ({text, name}) => {
-  const workspace = app.extensionManager;
-  await workspace.setting.set('Comfy.Minimap.Visible', false);
-  await workspace.setting.set('LiteGraph.Canvas.LowQualityRenderingZoomThreshold', 0.1);
-  await workspace.setting.set('Comfy.Graph.CanvasMenu', false);
-  await workspace.setting.set('Comfy.NodeBadge.NodeSourceBadgeMode', 'None');
-  if (!workspace.focusMode) await workspace.command.execute('Workspace.ToggleFocusMode');
-  await app.loadGraphData(JSON.parse(text), true, true, name);
-  await new Promise((r) => setTimeout(r, 500));
-  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const node of app.graph.nodes) {
-    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
-    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
-  }
-  const pad = 20;
-  [x0, y0, x1, y1] = [x0 - pad, y0 - pad, x1 + pad, y1 + pad];
-  const rect = app.canvas.canvas.getBoundingClientRect();
-  const scale = Math.min(rect.width / (x1 - x0), rect.height / (y1 - y0));
-  app.canvas.ds.scale = scale;
-  app.canvas.ds.offset = [-x0, -y0];
-  app.canvas.setDirty(true, true);
-  app.canvas.draw(true, true);
-  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  await new Promise((r) => setTimeout(r, 300));
-  return JSON.stringify({x: rect.left, y: rect.top, width: (x1 - x0) * scale, height: (y1 - y0) * scale});
-}
-"""
-
-
-def save_thumbnail(page, text: str, name: str, path: Path, width: int = THUMBNAIL_WIDTH):
-    """Screenshot the workflow's graph in the front end as a JPEG `width` px wide (the template's thumbnail)."""
-    import io
-    import json
-
-    from PIL import Image
-
-    box = json.loads(page.evaluate(THUMBNAIL_JS, {"text": text, "name": name}))
-    png = page.screenshot(clip=box, animations="disabled")
-    with Image.open(io.BytesIO(png)) as image:
-        image = image.convert("RGB")
-        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-        image.save(path, "JPEG", quality=88, optimize=True)
 
 
 def _placeholder_inputs(base: Path):
@@ -287,13 +243,6 @@ def export_all(comfy_path: Path, out_dir: Path = OUT_DIR, names=None) -> list[Pa
                         path.write_text(text + "\n")
                         written.append(path)
                         print(f"wrote {path}")
-                    # After all exports: focus mode and the settings it changes stay on in this page.
-                    page.set_viewport_size({"width": 2400, "height": 1400})
-                    for name in [n for n in names or WORKFLOWS if n in THUMBNAILS]:
-                        thumbnail = out_dir / f"{name}.jpg"
-                        save_thumbnail(page, (out_dir / f"{name}.json").read_text(), name, thumbnail)
-                        written.append(thumbnail)
-                        print(f"wrote {thumbnail}")
                 finally:
                     browser.close()
     return written

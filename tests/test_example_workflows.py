@@ -41,8 +41,11 @@ EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False, C
 # Issue 6, evaluation: the sweep over end_step (CLIP: a tiny random-weight model in models/clip_vision).
 SWEEP = "masactrl_schedule_sweep"
 EXPECTED[SWEEP] = False
-# Those with a <name>.jpg thumbnail (listed by the Templates dialog), as export_example_workflows.py writes it.
-THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT, CANVAS, SWEEP]
+# Every template has a <name>.jpg thumbnail (the Templates dialog shows it), drawn by draw_template_thumbnails.py.
+THUMBNAILS = sorted(EXPECTED)
+# Order, titles and descriptions of the templates (read by web/template_order.js, the thumbnails and the README).
+MANIFEST = json.loads((PACK_DIR / "web" / "example_templates.json").read_text())["templates"]
+MAIN_TEMPLATE = "masactrl_consistent_synthesis"
 # What SaveImage writes when run shrunk: (images, (width, height)); the MasaCtrl examples save source + target.
 SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64)),
          CANVAS: (1, (64, 80))}
@@ -217,13 +220,40 @@ def test_null_only_where_the_front_end_accepts_it(path):
 
 @pytest.mark.parametrize("name", THUMBNAILS)
 def test_thumbnail(name):
-    """A JPEG screenshot of the graph, about 640 px wide, next to the workflow (ComfyUI's template thumbnail)."""
+    """A square JPEG diagram next to the workflow (the dialog shows a 256 px square), small enough to list fast."""
     from PIL import Image
 
-    with Image.open(WORKFLOW_DIR / f"{name}.jpg") as image:
-        assert image.format == "JPEG" and image.width == 640 and 120 <= image.height <= 640, image
+    path = WORKFLOW_DIR / f"{name}.jpg"
+    assert path.stat().st_size < 60_000, f"{path.name} is {path.stat().st_size} bytes"
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size == (512, 512), image
         low, high = image.convert("L").getextrema()
         assert high - low > 64, "a blank thumbnail"
+
+
+def test_thumbnails_are_the_drawn_diagrams(tmp_path):
+    """The shipped thumbnails are what scripts/draw_template_thumbnails.py draws now (regenerate after an edit)."""
+    import sys
+
+    from PIL import Image, ImageChops
+
+    sys.path.insert(0, str(PACK_DIR / "scripts"))
+    from draw_template_thumbnails import draw_thumbnail
+
+    for name in THUMBNAILS:
+        with Image.open(draw_thumbnail(name, tmp_path)) as drawn, Image.open(WORKFLOW_DIR / f"{name}.jpg") as shipped:
+            difference = ImageChops.difference(drawn.convert("L"), shipped.convert("L"))
+            mean = sum(i * n for i, n in enumerate(difference.histogram())) / (512 * 512)
+            assert mean < 2, f"{name}.jpg differs from the drawing (mean {mean:.1f}): run draw_template_thumbnails.py"
+
+
+def test_manifest_orders_and_describes_every_template():
+    """Every template once, the main example first, a title and a one-line description each."""
+    assert [t["name"] for t in MANIFEST][0] == MAIN_TEMPLATE
+    assert sorted(t["name"] for t in MANIFEST) == sorted(EXPECTED)
+    for entry in MANIFEST:
+        assert 8 <= len(entry["title"]) <= 60 and entry["title"] != entry["name"], entry
+        assert 20 <= len(entry["description"]) <= 120 and "\n" not in entry["description"], entry
 
 
 def test_every_thumbnail_has_its_workflow():
