@@ -15,6 +15,8 @@ from pathlib import Path
 from diagram_kit import (
     ACCENT,
     INK,
+    JUMPING,
+    LEGS_FIXED,
     MUTED,
     SOURCE,
     STANDING,
@@ -39,11 +41,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 SIZE = 512  # the dialog shows a 256 px square (w-64 h-64, object-contain): 2x for sharp text on HiDPI
-JUMPING = [(x, y - 0.06) for x, y in STANDING[:2]] + [(0.36, 0.18), (0.28, 0.08), (0.24, -0.02), (0.64, 0.18),
-                                                       (0.72, 0.08), (0.76, -0.02), (0.43, 0.46), (0.33, 0.6),
-                                                       (0.40, 0.76), (0.57, 0.46), (0.67, 0.6), (0.60, 0.76)]
-JUMPING += [(x, y - 0.06) for x, y in STANDING[14:]]
-LEGS_FIXED = STANDING[:9] + [(0.40, 0.72), (0.36, 0.92)] + [STANDING[11], (0.60, 0.72), (0.64, 0.92)] + STANDING[14:]
+
 
 
 def manifest() -> dict[str, dict]:
