@@ -249,6 +249,19 @@ def test_thumbnails_are_the_drawn_diagrams(tmp_path):
             assert mean < 2, f"{name}.jpg differs from the drawing (mean {mean:.1f}): run draw_template_thumbnails.py"
 
 
+def test_readme_shows_the_diagrams_and_lists_the_templates():
+    """The README's pictures of MasaCtrl and of photo completion exist where it points, and its template table
+    is the manifest's (order, title, description)."""
+    import re
+
+    readme = (PACK_DIR / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+)\)", readme)
+    assert {"docs/images/masactrl_diagram.png", "docs/images/photo_completion_pipeline.png"} <= set(pictures)
+    assert all((PACK_DIR / picture).is_file() for picture in pictures), pictures
+    rows = [f"| `{t['name']}` | {t['title']} | {t['description']} |" for t in MANIFEST]
+    assert "\n".join(rows) in readme
+
+
 def test_manifest_orders_and_describes_every_template():
     """Every template once, the main example first, a title and a one-line description each."""
     assert MANIFEST[0]["name"] == MAIN_TEMPLATE
