@@ -578,35 +578,44 @@ def server(request):
         shutil.rmtree(base, ignore_errors=True)
 
 
-@contextmanager
-def front_end(server, viewport=(1600, 1000)):
-    """The server's front end in headless chromium; collects page errors raised after start-up."""
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module: playwright's sync API allows one instance per thread."""
     from playwright.sync_api import sync_playwright
 
     from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH
 
     playwright = sync_playwright().start()
     try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
         try:
-            tab = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-            tab.goto(server.url)
-            tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
-                                  " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
-                                  timeout=90_000)
-            tab.errors = []  # errors from here on (the front end itself logs one at start-up)
-            tab.on("pageerror", lambda error: tab.errors.append(str(error)))
-            tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-            yield tab
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
     finally:
         playwright.stop()
 
 
+@contextmanager
+def front_end(browser, server, viewport=(1600, 1000)):
+    """The server's front end in a tab; collects page errors raised after start-up."""
+    tab = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    try:
+        tab.goto(server.url)
+        tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
+                              " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
+                              timeout=90_000)
+        tab.errors = []  # errors from here on (the front end itself logs one at start-up)
+        tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+        tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        yield tab
+    finally:
+        tab.close()
+
+
 @pytest.fixture(scope="module")
-def page(server):
-    with front_end(server) as tab:
+def page(server, browser):
+    with front_end(browser, server) as tab:
         yield tab
 
 
@@ -789,8 +798,8 @@ def bare_server(request):
 
 
 @pytest.fixture(scope="module")
-def bare_page(bare_server):
-    with front_end(bare_server, VIEWPORTS[0]) as tab:
+def bare_page(bare_server, browser):
+    with front_end(browser, bare_server, VIEWPORTS[0]) as tab:
         yield tab
 
 
