@@ -15,13 +15,14 @@ CORGI_FUR, CORGI_WHITE = (214, 132, 56), (250, 240, 225)
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/TTF", "/Library/Fonts")
 
 
+# DejaVu Sans where installed (Debian, most Linux), else PIL's bundled font: the pictures were drawn with DejaVu.
+FONT_FILE = next((Path(d) / "DejaVuSans.ttf" for d in _FONT_DIRS if (Path(d) / "DejaVuSans.ttf").is_file()), None)
+
+
 def font(size: int, bold: bool = False):
-    """DejaVu Sans where installed (Debian, most Linux), else PIL's bundled font at the same size."""
-    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    for folder in _FONT_DIRS:
-        if (Path(folder) / name).is_file():
-            return ImageFont.truetype(str(Path(folder) / name), size)
-    return ImageFont.load_default(size=size)
+    if FONT_FILE is None:
+        return ImageFont.load_default(size=size)
+    return ImageFont.truetype(str(FONT_FILE.with_name("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")), size)
 
 
 def wrap(draw, text: str, size: int, width: int, bold=False) -> list[str]:
