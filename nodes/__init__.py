@@ -1,9 +1,11 @@
 """ComfyUI nodes (V3 schema), one module per capability."""
+import folder_paths
 from comfy_api.v0_0_2 import ComfyExtension, io
 from typing_extensions import override
 
 from .canvas_nodes import ExtendCanvas, PasteBack
 from .caption_nodes import BLIPCaption, BLIPLoader
+from .example_inputs import copy_missing_example_inputs
 from .grid_nodes import GridSampling
 from .masactrl_nodes import BatchConditioning, MasaCtrl
 from .mask_nodes import MaskGuidanceNode, MaskPreview, SubjectPrompts
@@ -30,4 +32,6 @@ NODES: list[type[io.ComfyNode]] = [
 class MasaCtrlSuiteExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.64 never calls ComfyExtension.on_load; this runs once, when the pack is loaded.
+        copy_missing_example_inputs(folder_paths.get_input_directory())
         return list(NODES)

@@ -21,33 +21,34 @@ MasaCtrl trades consistency with the source against following the target prompt.
 
 The plot shows one labelled point per value ("off" = no MasaCtrl); the grid the images, one row per value; the table the means.
 
-Models: an SD1.5 checkpoint ({CHECKPOINT}) in models/checkpoints; CLIP in models/clip_vision/{CLIP_MODEL} (all files of openai/{CLIP_MODEL} from Hugging Face). Optional: DINO (facebook/dinov2-base) in models/dino.
+Models: an SD1.5 checkpoint ({CHECKPOINT}) in models/checkpoints; CLIP in models/clip_vision/{CLIP_MODEL}: all files of https://huggingface.co/openai/{CLIP_MODEL} (hf download openai/{CLIP_MODEL} --local-dir models/clip_vision/{CLIP_MODEL}). Optional: DINO (facebook/dinov2-base) in models/dino.
 
 Try: parameter start_step (values 0, 2, 4, 8), step_interval (1, 2, 4), start_layer (0, 5, 10, 13) or layers (encoder, decoder, encoder+decoder). The prompts box lists the batch's prompts, one per line."""
 
 
 def schedule_sweep():
-    C0, C1, C2, C3, C4 = 0, 420, 860, 1200, 1640
+    C0, C1, C2, C3, C4 = 0, 400, 780, 1140, 1490
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_SWEEP}, "About this workflow", [380, 560], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 620], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        node("latent", "EmptyLatentImage", [C0, 780], {"width": 512, "height": 512, "batch_size": 2}),
-        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_SWEEP}, "About this workflow", [360, 400], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 450], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 600], {"width": 512, "height": 512, "batch_size": 2}),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [340, 110],
               **POSITIVE),
-        node("target", "CLIPTextEncode", [C1, 190], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 150], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [340, 110],
               **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 570], {"seed_behavior": "fixed"},
-              "Same noise for source and target"),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], title="MasaCtrl: the fixed settings"),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 580], size=[300, 50]),
-        node("scorers", "MasaCtrlScoreModelLoader", [C2, 700], {"clip_name": CLIP_MODEL, "dino_name": "none"},
+        node("negative", "CLIPTextEncode", [C1, 300], {"text": ""}, "Negative prompt", [340, 110], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 450], {"seed_behavior": "fixed"},
+              "Same noise for source and target", [315, 58]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], title="MasaCtrl: the fixed settings",
+              size=[320, 322]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 370], size=[280, 50]),
+        node("scorers", "MasaCtrlScoreModelLoader", [C2, 470], {"clip_name": CLIP_MODEL, "dino_name": "none"},
               size=[320, 82], **EVAL_NODES),
-        node("sweep", "MasaCtrlScheduleSweep", [C3, 0], SWEEP, "Sweep end_step", [400, 640], **EVAL_NODES),
-        node("plot", "PreviewImage", [C4, 0], title="Trade-off: one point per end_step", size=[520, 460]),
-        node("table", "PreviewAny", [C4, 500], title="Mean scores", size=[520, 240]),
-        node("grid", "SaveImage", [C4, 780], {"filename_prefix": "MasaCtrl_sweep"}, "Grid: a row per end_step",
-              [520, 640]),
+        node("sweep", "MasaCtrlScheduleSweep", [C3, 0], SWEEP, "Sweep end_step", [320, 480], **EVAL_NODES),
+        node("plot", "PreviewImage", [C4, 0], title="Trade-off: one point per end_step", size=[300, 240]),
+        node("table", "PreviewAny", [C4, 280], title="Mean scores", size=[300, 120]),
+        node("grid", "SaveImage", [C4, 440], {"filename_prefix": "MasaCtrl_sweep"}, "Grid: a row per end_step",
+              [300, 200]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),

@@ -9,7 +9,7 @@ PHOTO = "masactrl_photo.png"
 MASK_SOURCE, MASK_TARGET = "a photo of a corgi on the grass", "a photo of a corgi jumping on the beach"
 PHOTO_SOURCE, PHOTO_TARGET = "a photo of a sitting corgi", "a photo of a running corgi"
 
-C0, C1, C2, C3, C4, C5, C6 = 0, 420, 880, 1240, 1600, 1960, 2260
+C0, C1, C2, C3, C4 = 0, 400, 780, 1120, 1440
 SAMPLER = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5, "sampler_name": "ddim",
            "scheduler": "ddim_uniform", "denoise": 1.0}
 
@@ -26,7 +26,7 @@ Masks of your own: connect MASK inputs (source_mask, target_mask) on MasaCtrl Ma
 
 NOTE_PHOTO = f"""MasaCtrl on a real photo: DDIM inversion
 
-Put a photo in ComfyUI/input as {PHOTO} (512x512 works best) and describe it as the source prompt.
+{PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. Use a 512x512 photo and describe it as the source prompt.
 
 - DDIM Inversion runs the model backwards from the photo to noise (same steps and scheduler as the sampler) and records the path.
 - Follow Inversion makes image 0 of the batch follow that path, so it reconstructs the photo and MasaCtrl's target reads the photo's keys and values.
@@ -36,21 +36,21 @@ Put a photo in ComfyUI/input as {PHOTO} (512x512 works best) and describe it as 
 
 def mask_guided_synthesis():
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_MASKS}, "About this workflow", [380, 320], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        node("latent", "EmptyLatentImage", [C0, 760], {"width": 512, "height": 512, "batch_size": 2}),
+        node("note", "Note", [C0, 0], {"text": NOTE_MASKS}, "About this workflow", [360, 330], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 380], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 530], {"width": 512, "height": 512, "batch_size": 2}),
         node("prompts", "MasaCtrlSubjectPrompts", [C1, 0],
               {"source_prompt": MASK_SOURCE, "target_prompt": MASK_TARGET, "source_words": "corgi",
-               "target_words": ""}, "Subject Prompts: source (image 0), target (image 1)", [400, 330], **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 400], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 760], {"seed_behavior": "fixed"},
-              "Same noise for source and target"),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        node("masks", "MasaCtrlMasks", [C3, 0], size=[300, 200]),
-        node("sampler", "KSampler", [C4, 0], SAMPLER),
-        node("decode", "VAEDecode", [C5, 0]),
-        node("save", "SaveImage", [C6, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
-        node("preview", "MasaCtrlMaskPreview", [C6, 560], {"step": -1}, size=[420, 460]),
+               "target_words": ""}, "Subject Prompts: source (image 0), target (image 1)", [340, 330], **POSITIVE),
+        node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [340, 110], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 540], {"seed_behavior": "fixed"},
+              "Same noise for source and target", [315, 58]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], size=[300, 322]),
+        node("masks", "MasaCtrlMasks", [C2, 370], size=[300, 200]),
+        node("sampler", "KSampler", [C3, 0], SAMPLER, size=[270, 262]),
+        node("decode", "VAEDecode", [C3, 310]),
+        node("save", "SaveImage", [C3, 400], {"filename_prefix": "MasaCtrl"}, size=[280, 240]),
+        node("preview", "MasaCtrlMaskPreview", [C4, 0], {"step": -1}, size=[300, 420]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),
@@ -75,26 +75,26 @@ def mask_guided_synthesis():
 
 def real_photo_editing():
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_PHOTO}, "About this workflow", [380, 320], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 360], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        node("photo", "LoadImage", [C0, 520], {"image": PHOTO}, "The photo (source)", [315, 314]),
-        node("source", "CLIPTextEncode", [C1, 0], {"text": PHOTO_SOURCE}, "Source prompt: the photo", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_PHOTO}, "About this workflow", [360, 300], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 350], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("photo", "LoadImage", [C0, 500], {"image": PHOTO}, "The photo (source)", [300, 300]),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": PHOTO_SOURCE}, "Source prompt: the photo", [340, 110],
               **POSITIVE),
-        node("target", "CLIPTextEncode", [C1, 190], {"text": PHOTO_TARGET}, "Target prompt: the edit", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 150], {"text": PHOTO_TARGET}, "Target prompt: the edit", [340, 110],
               **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 380], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        node("encode", "VAEEncode", [C1, 580]),
-        node("invert", "MasaCtrlDDIMInversion", [C2, 380],
+        node("negative", "CLIPTextEncode", [C1, 300], {"text": ""}, "Negative prompt", [340, 110], **NEGATIVE),
+        node("encode", "VAEEncode", [C1, 460]),
+        node("invert", "MasaCtrlDDIMInversion", [C2, 0],
               {"steps": 50, "cfg": 7.5, "scheduler": "ddim_uniform", "batch_size": 2}, size=[300, 190]),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 190], size=[260, 46]),
-        node("follow", "MasaCtrlFollowInversion", [C3, 380], {"source_index": 0}, size=[300, 80]),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C4, 380]),
-        node("sampler", "KSamplerAdvanced", [C5, 0],
+        node("batch", "MasaCtrlBatchConditioning", [C2, 240], size=[260, 46]),
+        node("follow", "MasaCtrlFollowInversion", [C2, 330], {"source_index": 0}, size=[300, 80]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 460], size=[300, 322]),
+        node("sampler", "KSamplerAdvanced", [C3, 0],
               {"add_noise": "disable", "noise_seed": 0, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5,
                "sampler_name": "ddim", "scheduler": "ddim_uniform", "start_at_step": 0, "end_at_step": 10000,
-               "return_with_leftover_noise": "disable"}),
-        node("decode", "VAEDecode", [C6 + 80, 0]),
-        node("save", "SaveImage", [C6 + 340, 0], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+               "return_with_leftover_noise": "disable"}, size=[300, 334]),
+        node("decode", "VAEDecode", [C4, 0]),
+        node("save", "SaveImage", [C4, 90], {"filename_prefix": "MasaCtrl"}, size=[300, 320]),
     ]
     links = [
         ("ckpt", "CLIP", "source", "clip"),

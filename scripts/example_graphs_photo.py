@@ -23,11 +23,12 @@ CAPTION = {"conditional_text": "a photography of", "min_length": 5, "max_length"
            "prompt_prefix": "", "prompt_suffix": BLIP_SUFFIX}
 
 MODELS = (f"Models: an SD1.5 checkpoint ({CHECKPOINT}) in models/checkpoints; the BLIP captioner in "
-          f"models/blip/{BLIP_MODEL} (all files of Salesforce/{BLIP_MODEL} from Hugging Face; -base works too).")
+          f"models/blip/{BLIP_MODEL}: all files of https://huggingface.co/Salesforce/{BLIP_MODEL} (hf download "
+          f"Salesforce/{BLIP_MODEL} --local-dir models/blip/{BLIP_MODEL}; -base works too).")
 
 NOTE_COMPLETE = f"""MasaCtrl Suite: complete a cropped photo (e.g. feet cut off)
 
-Put the photo in ComfyUI/input as {CROPPED_PHOTO}. {MODELS}
+{CROPPED_PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. {MODELS}
 
 1. BLIP Caption describes the photo and adds "{BLIP_SUFFIX.lstrip(', ')}": its conditioning is the prompt.
 2. Extend Canvas adds 256 px at the bottom (fill blur); its mask = the new area + a seam band, feathered.
@@ -39,7 +40,7 @@ Tweak: Extend Canvas sides / target aspect, prompt_suffix, the negative, RePaint
 
 NOTE_CAPTION = f"""MasaCtrl Suite: BLIP captions as prompts
 
-Put a photo in ComfyUI/input as {CROPPED_PHOTO}. {MODELS}
+{CROPPED_PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. {MODELS}
 
 - BLIP Caption writes one caption per image: prompt_prefix + caption + prompt_suffix. conditional_text steers the caption ("a photography of ...") without being repeated.
 - all_prompts (one line per image) is shown by Preview Any; prompt is a list, one run per prompt.
@@ -60,7 +61,7 @@ SD1.5 is trained at 512 px; at 512x1024 it tends to repeat the subject. Grid Sam
 
 NOTE_REPAINT = f"""MasaCtrl Suite: harmonise a region with RePaint + Paste Back
 
-Put an image in ComfyUI/input as {MASKED_PHOTO} and paint the region to redo in the Mask Editor (right-click the Load Image node): its MASK output is that region. Sides should be multiples of 8. Model: an SD1.5 checkpoint ({CHECKPOINT}).
+{MASKED_PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. It carries a mask (transparent lower left); for your own image paint the region to redo in the Mask Editor (right-click the Load Image node): its MASK output is that region. Sides should be multiples of 8. Model: an SD1.5 checkpoint ({CHECKPOINT}).
 
 Top: RePaint re-noises the latent to denoise 0.5, samples again and re-imposes the unmasked part after every step, resampling every jump_length steps (resamplings times); Paste Back keeps the unmasked pixels exactly.
 
@@ -75,10 +76,10 @@ def _ckpt(pos):
 
 def _blip(caption_pos, loader_pos, suffix=BLIP_SUFFIX, title="BLIP Caption: the prompt"):
     return [
-        node("blip_loader", "MasaCtrlBLIPLoader", loader_pos, {"model_name": BLIP_MODEL}, size=[340, 60],
+        node("blip_loader", "MasaCtrlBLIPLoader", loader_pos, {"model_name": BLIP_MODEL}, size=[315, 60],
               **PHOTO_NODES),
         node("caption", "MasaCtrlBLIPCaption", caption_pos, {**CAPTION, "prompt_suffix": suffix}, title,
-              [400, 360], **POSITIVE),
+              [340, 330], **POSITIVE),
     ]
 
 
@@ -90,30 +91,30 @@ BLIP_LINKS = [
 
 
 def complete_cropped_photo():
-    C0, C1, C2, C3, C4, C5, C6, C7, C8, C9, C10 = 0, 420, 860, 1040, 1320, 1630, 1810, 1990, 2350, 2530, 2830
+    C0, C1, C2, C3, C4 = 0, 400, 780, 1120, 1450
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_COMPLETE}, "About this workflow", [380, 520], **NOTE),
-        _ckpt([C0, 580]),
-        node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo (feet cut off)", [315, 314]),
-        *_blip([C1, 0], [C0, 1100]),
-        node("negative", "CLIPTextEncode", [C1, 400], {"text": COMPLETE_NEGATIVE}, "Negative prompt", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_COMPLETE}, "About this workflow", [360, 330], **NOTE),
+        _ckpt([C0, 380]),
+        node("photo", "LoadImage", [C0, 530], {"image": CROPPED_PHOTO}, "The photo (feet cut off)", [300, 300]),
+        *_blip([C1, 0], [C0, 880]),
+        node("negative", "CLIPTextEncode", [C1, 380], {"text": COMPLETE_NEGATIVE}, "Negative prompt", [340, 110],
               **NEGATIVE),
-        node("extend", "MasaCtrlExtendCanvas", [C1, 600],
+        node("extend", "MasaCtrlExtendCanvas", [C1, 540],
               {"mode": "pixels", "bottom": 256, "fill": "blur", "feather": 32, "seam_band": 8},
-              "Extend Canvas: 256 px at the bottom", [400, 400], **PHOTO_NODES),
+              "Extend Canvas: 256 px at the bottom", [320, 386], **PHOTO_NODES),
         node("grid", "MasaCtrlGridSampling", [C2, 0],
               {"tile_width": 512, "tile_height": 512, "overlap": 128, "blend": "linear", "tiles_per_batch": 0},
               "Grid Sampling: 512 px tiles", [300, 180], **PHOTO_NODES),
-        node("encode", "VAEEncode", [C2, 600]),
-        node("noise_mask", "SetLatentNoiseMask", [C3, 600], title="Inpaint only the new area", size=[240, 46]),
-        node("sampler", "KSampler", [C4, 0], SAMPLER, "1st pass: inpaint the new area"),
-        node("decode", "VAEDecode", [C5, 0]),
-        node("encode2", "VAEEncode", [C6, 0]),
-        node("repaint", "MasaCtrlRePaint", [C7, 0], REPAINT, "2nd pass: RePaint the seam", [320, 380],
+        node("encode", "VAEEncode", [C2, 540]),
+        node("noise_mask", "SetLatentNoiseMask", [C2, 630], title="Inpaint only the new area", size=[240, 46]),
+        node("sampler", "KSampler", [C3, 0], SAMPLER, "1st pass: inpaint the new area", [270, 262]),
+        node("decode", "VAEDecode", [C3, 310]),
+        node("encode2", "VAEEncode", [C3, 400]),
+        node("repaint", "MasaCtrlRePaint", [C3, 490], REPAINT, "2nd pass: RePaint the seam", [300, 330],
               **PHOTO_NODES),
-        node("decode2", "VAEDecode", [C8, 0]),
-        node("paste", "MasaCtrlPasteBack", [C9, 0], size=[260, 70], **PHOTO_NODES),
-        node("save", "SaveImage", [C10, 0], {"filename_prefix": "MasaCtrl_completed"}, size=[400, 620]),
+        node("decode2", "VAEDecode", [C4, 0]),
+        node("paste", "MasaCtrlPasteBack", [C4, 90], size=[200, 66], **PHOTO_NODES),
+        node("save", "SaveImage", [C4, 200], {"filename_prefix": "MasaCtrl_completed"}, size=[300, 300]),
     ]
     links = BLIP_LINKS + [
         ("ckpt", "CLIP", "negative", "clip"),
@@ -147,19 +148,19 @@ def complete_cropped_photo():
 
 
 def blip_caption():
-    C0, C1, C2, C3, C4 = 0, 420, 860, 1220, 1420
+    C0, C1, C2, C3 = 0, 400, 780, 1100
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_CAPTION}, "About this workflow", [380, 400], **NOTE),
-        _ckpt([C0, 460]),
-        node("photo", "LoadImage", [C0, 740], {"image": CROPPED_PHOTO}, "The photo to describe", [315, 314]),
-        *_blip([C1, 0], [C0, 620], suffix=", high quality", title="BLIP Caption"),
-        node("negative", "CLIPTextEncode", [C1, 400], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_CAPTION}, "About this workflow", [360, 330], **NOTE),
+        _ckpt([C0, 380]),
+        node("photo", "LoadImage", [C0, 530], {"image": CROPPED_PHOTO}, "The photo to describe", [300, 300]),
+        *_blip([C1, 0], [C0, 880], suffix=", high quality", title="BLIP Caption"),
+        node("negative", "CLIPTextEncode", [C1, 380], {"text": GENERIC_NEGATIVE}, "Negative prompt", [340, 110],
               **NEGATIVE),
-        node("latent", "EmptyLatentImage", [C1, 600], {"width": 512, "height": 512, "batch_size": 1}),
-        node("show", "PreviewAny", [C2, 0], title="The prompts (all_prompts)", size=[320, 200]),
-        node("sampler", "KSampler", [C2, 260], SAMPLER),
-        node("decode", "VAEDecode", [C3, 260]),
-        node("save", "SaveImage", [C4, 260], {"filename_prefix": "MasaCtrl_blip"}, size=[400, 460]),
+        node("latent", "EmptyLatentImage", [C1, 540], {"width": 512, "height": 512, "batch_size": 1}),
+        node("sampler", "KSampler", [C2, 0], SAMPLER, size=[270, 262]),
+        node("show", "PreviewAny", [C2, 310], title="The prompts (all_prompts)", size=[280, 200]),
+        node("decode", "VAEDecode", [C3, 0]),
+        node("save", "SaveImage", [C3, 90], {"filename_prefix": "MasaCtrl_blip"}, size=[300, 300]),
     ]
     links = BLIP_LINKS + [
         ("ckpt", "CLIP", "negative", "clip"),
@@ -190,7 +191,7 @@ def grid_outpaint():
               "Grid Sampling: 512 px tiles", [300, 180], **PHOTO_NODES),
         node("sampler", "KSampler", [C2, 0], SAMPLER),
         node("decode", "VAEDecode", [C3, 0]),
-        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_grid"}, size=[360, 660]),
+        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_grid"}, size=[300, 540]),
     ]
     links = [
         ("ckpt", "CLIP", "positive", "clip"),
@@ -209,7 +210,7 @@ def grid_outpaint():
 
 NOTE_CANVAS = f"""MasaCtrl Suite: Extend Canvas, the canvas and its masks
 
-Put a photo in ComfyUI/input as {CROPPED_PHOTO}. No model needed.
+{CROPPED_PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. No model needed.
 
 - Extend Canvas adds 256 px at the bottom (mode pixels; or target size / target aspect such as 2:3 with anchor top). Canvas sides are rounded up to multiples of 8; the photo's pixels are copied unchanged.
 - fill: what the new area starts as (edge, mirror, blur, noise).
@@ -218,19 +219,19 @@ Put a photo in ComfyUI/input as {CROPPED_PHOTO}. No model needed.
 
 
 def extend_canvas():
-    C0, C1, C2, C3 = 0, 420, 820, 1180
+    C0, C1, C2, C3 = 0, 400, 760, 1000
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_CANVAS}, "About this workflow", [380, 360], **NOTE),
-        node("photo", "LoadImage", [C0, 420], {"image": CROPPED_PHOTO}, "The photo", [315, 314]),
+        node("note", "Note", [C0, 0], {"text": NOTE_CANVAS}, "About this workflow", [360, 300], **NOTE),
+        node("photo", "LoadImage", [C0, 350], {"image": CROPPED_PHOTO}, "The photo", [300, 300]),
         node("canvas", "MasaCtrlExtendCanvas", [C1, 0],
               {"mode": "pixels", "left": 0, "top": 0, "right": 0, "bottom": 256, "target_width": 768,
                "target_height": 1024, "aspect": "2:3", "anchor": "top", "fill": "blur", "feather": 32,
-               "seam_band": 8, "seed": 0}, "Extend Canvas: 256 px downwards", [340, 420], **PHOTO_NODES),
-        node("mask_image", "MaskToImage", [C2, 0], title="mask as an image"),
-        node("area_image", "MaskToImage", [C2, 120], title="new_area as an image"),
-        node("save", "SaveImage", [C3, 0], {"filename_prefix": "MasaCtrl_canvas"}, "The canvas", [360, 420]),
-        node("mask_preview", "PreviewImage", [C3 + 400, 0], title="mask", size=[300, 420]),
-        node("area_preview", "PreviewImage", [C3 + 740, 0], title="new_area", size=[300, 420]),
+               "seam_band": 8, "seed": 0}, "Extend Canvas: 256 px downwards", [320, 420], **PHOTO_NODES),
+        node("mask_image", "MaskToImage", [C2, 0], title="mask as an image", size=[200, 46]),
+        node("area_image", "MaskToImage", [C2, 120], title="new_area as an image", size=[200, 46]),
+        node("save", "SaveImage", [C3, 0], {"filename_prefix": "MasaCtrl_canvas"}, "The canvas", [260, 280]),
+        node("mask_preview", "PreviewImage", [C3 + 290, 0], title="mask", size=[240, 280]),
+        node("area_preview", "PreviewImage", [C3 + 560, 0], title="new_area", size=[240, 280]),
     ]
     links = [
         ("photo", "IMAGE", "canvas", "image"),
@@ -244,33 +245,33 @@ def extend_canvas():
 
 
 def repaint_harmonise():
-    C0, C1, C2, C3, C4, C5 = 0, 420, 860, 1220, 1580, 1880
+    C0, C1, C2, C3, C4 = 0, 400, 780, 1120, 1450
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_REPAINT}, "About this workflow", [380, 500], **NOTE),
-        _ckpt([C0, 560]),
-        node("photo", "LoadImage", [C0, 720], {"image": MASKED_PHOTO}, "The image + its mask (Mask Editor)",
-              [315, 314]),
-        node("positive", "CLIPTextEncode", [C1, 0], {"text": HARMONISE_PROMPT}, "Prompt: the image", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_REPAINT}, "About this workflow", [360, 330], **NOTE),
+        _ckpt([C0, 380]),
+        node("photo", "LoadImage", [C0, 530], {"image": MASKED_PHOTO}, "The image + its mask (Mask Editor)",
+              [300, 300]),
+        node("positive", "CLIPTextEncode", [C1, 0], {"text": HARMONISE_PROMPT}, "Prompt: the image", [340, 110],
               **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 190], {"text": GENERIC_NEGATIVE}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 150], {"text": GENERIC_NEGATIVE}, "Negative prompt", [340, 110],
               **NEGATIVE),
-        node("encode", "VAEEncode", [C1, 400]),
-        node("repaint", "MasaCtrlRePaint", [C2, 0], REPAINT, "RePaint the masked region", [320, 380],
+        node("encode", "VAEEncode", [C1, 310]),
+        node("repaint", "MasaCtrlRePaint", [C2, 0], REPAINT, "RePaint the masked region", [300, 330],
               **PHOTO_NODES),
         node("decode", "VAEDecode", [C3, 0]),
-        node("paste", "MasaCtrlPasteBack", [C4, 0], size=[260, 70], **PHOTO_NODES),
-        node("save", "SaveImage", [C5, 0], {"filename_prefix": "MasaCtrl_repaint"}, size=[400, 460]),
+        node("paste", "MasaCtrlPasteBack", [C3, 90], size=[200, 66], **PHOTO_NODES),
+        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_repaint"}, size=[280, 260]),
         # The SamplerCustom route.
-        node("noise_mask", "SetLatentNoiseMask", [C2, 560], title="Regenerate only the mask", size=[240, 46]),
-        node("repaint_sampler", "MasaCtrlRePaintSampler", [C2, 680],
-              {"sampler_name": "ddpm", "jump_length": 5, "resamplings": 3}, size=[320, 110], **PHOTO_NODES),
-        node("scheduler", "BasicScheduler", [C2, 840], {"scheduler": "normal", "steps": 20, "denoise": 0.5},
-              "BasicScheduler: denoise 0.5", [320, 110]),
-        node("custom", "SamplerCustom", [C3, 560],
+        node("noise_mask", "SetLatentNoiseMask", [C2, 380], title="Regenerate only the mask", size=[240, 46]),
+        node("repaint_sampler", "MasaCtrlRePaintSampler", [C2, 470],
+              {"sampler_name": "ddpm", "jump_length": 5, "resamplings": 3}, size=[300, 110], **PHOTO_NODES),
+        node("scheduler", "BasicScheduler", [C2, 620], {"scheduler": "normal", "steps": 20, "denoise": 0.5},
+              "BasicScheduler: denoise 0.5", [300, 110]),
+        node("custom", "SamplerCustom", [C3, 200],
               {"add_noise": True, "noise_seed": 42, "control_after_generate": "fixed", "cfg": 7.0},
-              "SamplerCustom + RePaint Sampler", [320, 230]),
-        node("decode2", "VAEDecode", [C4, 560]),
-        node("preview", "PreviewImage", [C5, 560], size=[400, 460]),
+              "SamplerCustom + RePaint Sampler", [300, 230]),
+        node("decode2", "VAEDecode", [C4, 310]),
+        node("preview", "PreviewImage", [C4, 400], size=[280, 220]),
     ]
     links = [
         ("ckpt", "CLIP", "positive", "clip"),

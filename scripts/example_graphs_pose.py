@@ -8,11 +8,12 @@ POSE_PHOTO = "masactrl_pose_photo.png"
 LEGS_PROMPT = "a full-body photo of a person standing, legs, trousers, shoes, natural light"
 LEGS_NEGATIVE = "extra legs, three legs, crossed legs, deformed feet, blurry"
 
-C0, C1, C2, C3, C4, C5, C6, C7, C8 = 0, 420, 880, 1220, 1740, 2100, 2460, 2720, 3020
+C0, C1, C2, C3, C4, C5 = 0, 360, 690, 980, 1350, 1650
 
 NOTE_POSE = f"""MasaCtrl Suite: repair the legs of an extended photo with an edited pose
 
-Put a photo whose feet are cut off in ComfyUI/input as {POSE_PHOTO}; the OpenPose weights (body_pose_model.pth from lllyasviel/Annotators) in models/openpose; {OPENPOSE_CONTROLNET} in models/controlnet.
+{POSE_PHOTO} (a person cut off at the knees) is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image.
+Models: the OpenPose weights in models/openpose: https://huggingface.co/lllyasviel/Annotators/resolve/main/body_pose_model.pth; {OPENPOSE_CONTROLNET} in models/controlnet (the Missing Models dialog offers it).
 
 1. Extend Canvas adds 256 px at the bottom (mask = the new area, feathered).
 2. OpenPose Detect finds the person on the extended canvas (the legs it cannot see are missing).
@@ -24,30 +25,30 @@ Run again after editing: only the editor and what follows it re-run."""
 
 def pose_repair():
     nodes = [
-        node("note", "Note", [C0, 0], {"text": NOTE_POSE}, "About this workflow", [380, 420], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 480], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        node("photo", "LoadImage", [C0, 640], {"image": POSE_PHOTO}, "The photo (feet cut off)", [315, 314]),
-        node("extend", "MasaCtrlExtendCanvas", [C1, 0], {"mode": "pixels", "bottom": 256}),
-        node("positive", "CLIPTextEncode", [C1, 640], {"text": LEGS_PROMPT}, "Prompt: the whole person",
-              [400, 150], **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 830], {"text": LEGS_NEGATIVE}, "Negative prompt", [400, 150],
+        node("note", "Note", [C0, 0], {"text": NOTE_POSE}, "About this workflow", [330, 360], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 410], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
+        node("photo", "LoadImage", [C0, 560], {"image": POSE_PHOTO}, "The photo (feet cut off)", [300, 300]),
+        node("extend", "MasaCtrlExtendCanvas", [C1, 0], {"mode": "pixels", "bottom": 256}, size=[300, 386]),
+        node("positive", "CLIPTextEncode", [C1, 440], {"text": LEGS_PROMPT}, "Prompt: the whole person",
+              [300, 110], **POSITIVE),
+        node("negative", "CLIPTextEncode", [C1, 590], {"text": LEGS_NEGATIVE}, "Negative prompt", [300, 110],
               **NEGATIVE),
         node("detect", "MasaCtrlOpenPoseDetect", [C2, 0],
-              {"detect_hands": False, "detect_face": False, "resolution": 512}, size=[280, 130]),
-        node("encode", "VAEEncode", [C2, 640]),
-        node("editor", "MasaCtrlPoseEditor", [C3, 0], title="Pose Editor: fix the legs here", size=[460, 620]),
-        node("noise_mask", "SetLatentNoiseMask", [C3, 700], title="Inpaint only the new area"),
-        node("controlnet", "ControlNetLoader", [C3, 830], {"control_net_name": OPENPOSE_CONTROLNET},
-              size=[315, 58]),
-        node("pose_preview", "PreviewImage", [C4, 0], title="Edited pose (ControlNet hint)", size=[300, 330]),
-        node("apply", "ControlNetApplyAdvanced", [C4, 640],
-              {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
-        node("sampler", "KSampler", [C5, 300],
+              {"detect_hands": False, "detect_face": False, "resolution": 512}, size=[260, 130]),
+        node("encode", "VAEEncode", [C2, 180]),
+        node("noise_mask", "SetLatentNoiseMask", [C2, 270], title="Inpaint only the new area", size=[240, 46]),
+        node("controlnet", "ControlNetLoader", [C2, 360], {"control_net_name": OPENPOSE_CONTROLNET},
+              size=[260, 58]),
+        node("editor", "MasaCtrlPoseEditor", [C3, 0], title="Pose Editor: fix the legs here", size=[340, 460]),
+        node("pose_preview", "PreviewImage", [C3, 510], title="Edited pose (ControlNet hint)", size=[240, 200]),
+        node("apply", "ControlNetApplyAdvanced", [C4, 0],
+              {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}, size=[270, 186]),
+        node("sampler", "KSampler", [C4, 230],
               {"seed": 42, "control_after_generate": "fixed", "steps": 25, "cfg": 7.0, "sampler_name": "dpmpp_2m",
-               "scheduler": "karras", "denoise": 1.0}),
-        node("decode", "VAEDecode", [C6, 300]),
-        node("paste", "MasaCtrlPasteBack", [C7, 300], size=[260, 70]),
-        node("save", "SaveImage", [C8, 300], {"filename_prefix": "MasaCtrl_pose_repair"}, size=[420, 460]),
+               "scheduler": "karras", "denoise": 1.0}, size=[270, 262]),
+        node("decode", "VAEDecode", [C5, 0]),
+        node("paste", "MasaCtrlPasteBack", [C5, 90], size=[210, 66]),
+        node("save", "SaveImage", [C5, 200], {"filename_prefix": "MasaCtrl_pose_repair"}, size=[210, 260]),
     ]
     links = [
         ("photo", "IMAGE", "extend", "image"),

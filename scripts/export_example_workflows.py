@@ -4,7 +4,7 @@ The graphs are built inside the real ComfyUI front end (LiteGraph.createNode, no
 exported the way the "Export" menu does: `app.graphToPrompt()`, the view (`extra.ds`) added, and
 `JSON.stringify(workflow, null, 2)` run INSIDE the page, so no `undefined` is turned into `null` on
 the way out (the front end rejects such files with a zod-schema alert on every load).
-Workflows in THUMBNAILS also get <name>.jpg, a screenshot of the loaded graph (the template's thumbnail).
+The thumbnails (<name>.jpg) are diagrams drawn by scripts/draw_template_thumbnails.py.
 
     python scripts/export_example_workflows.py            # needs ComfyUI at $COMFYUI_PATH (~/ComfyUI)
 
@@ -15,6 +15,7 @@ custom_nodes; nothing is written into the ComfyUI checkout.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -24,13 +25,22 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR / "tests"))
 sys.path.insert(0, str(PACK_DIR / "scripts"))
 
-from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer  # noqa: E402
-from example_graphs_eval import CLIP_MODEL, schedule_sweep  # noqa: E402
-from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing  # noqa: E402
-from example_graphs_photo import (BLIP_MODEL, CROPPED_PHOTO, MASKED_PHOTO, blip_caption,  # noqa: E402
-                                  complete_cropped_photo, extend_canvas, grid_outpaint, repaint_harmonise)
-from example_graphs_pose import POSE_PHOTO, pose_repair  # noqa: E402
-from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node  # noqa: E402
+from example_graphs_eval import CLIP_MODEL, schedule_sweep
+from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing
+from example_graphs_photo import (
+    BLIP_MODEL,
+    CROPPED_PHOTO,
+    MASKED_PHOTO,
+    blip_caption,
+    complete_cropped_photo,
+    extend_canvas,
+    grid_outpaint,
+    repaint_harmonise,
+)
+from example_graphs_pose import POSE_PHOTO, pose_repair
+from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node
+
+from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer
 
 OUT_DIR = PACK_DIR / "example_workflows"
 SOURCE_POSE = "masactrl_source_pose.png"
@@ -38,8 +48,8 @@ TARGET_POSE = "masactrl_target_pose.png"
 SOURCE_PROMPT = "a photo of a corgi"
 TARGET_PROMPT = "a photo of a corgi jumping"
 
-# Columns of the left-to-right layout.
-C0, C1, C2, C3, C4, C5, C6 = 0, 420, 880, 1200, 1560, 1920, 2180
+# Columns of the layout (compact: the whole graph fits a 1280x800 window at a readable zoom).
+C0, C1, C2, C3, C4 = 0, 400, 780, 1120, 1430
 
 NOTE_SYNTHESIS = f"""MasaCtrl: consistent synthesis (Cao et al., ICCV 2023)
 
@@ -49,13 +59,14 @@ One batch of two images: image 0 is the source ("{SOURCE_PROMPT}"), image 1 the 
 - Latent Batch Seed Behavior = fixed starts both images from the same noise.
 - MasaCtrl: from step 4 on, the target's self-attention in the decoder (layers 10-15) reads keys and values from the source, so the target keeps the source's corgi (identity, fur, colours) while its own prompt changes the action.
 
-Paper settings: any SD1.5 checkpoint, DDIM 50 steps, CFG 7.5. Change the seed to get another pair."""
+Paper settings: any SD1.5 checkpoint, DDIM 50 steps, CFG 7.5. Change the seed to get another pair.
+Model: {CHECKPOINT} in models/checkpoints (the Missing Models dialog offers it)."""
 
 NOTE_POSE = f"""MasaCtrl + ControlNet OpenPose: same subject, new pose
 
 As the consistent-synthesis example (image 0 = source, image 1 = target, same noise, MasaCtrl from step 4), plus pose control:
 
-- Put two OpenPose skeleton images in ComfyUI/input: {SOURCE_POSE} (source pose) and {TARGET_POSE} (target pose), the same size as the output.
+- {SOURCE_POSE} (standing) and {TARGET_POSE} (jumping) are OpenPose skeletons that the pack puts in ComfyUI/input; replace them with your own poses, the same size as the output.
 - Image Batch stacks them, so ControlNet hint 0 guides image 0 and hint 1 guides image 1.
 - Apply ControlNet works on the batched positive and on the negative; model: {OPENPOSE_CONTROLNET} in models/controlnet.
 
@@ -64,26 +75,26 @@ MasaCtrl keeps the target's look consistent with the source while ControlNet mov
 
 def consistent_synthesis(pose=False):
     """The node and link list of one example; `pose` adds the ControlNet OpenPose branch."""
-    sampler_x, decode_x, save_x = (C4, C5, C6) if pose else (C3, C4, C5)
     nodes = [
         node("note", "Note", [C0, 0], {"text": NOTE_POSE if pose else NOTE_SYNTHESIS}, "About this workflow",
-              [380, 300], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 340], {"ckpt_name": CHECKPOINT}, size=[315, 98]),
-        node("latent", "EmptyLatentImage", [C0, 910], {"width": 512, "height": 512, "batch_size": 2}),
-        node("source", "CLIPTextEncode", [C1, 340], {"text": SOURCE_PROMPT}, "Source prompt (image 0)",
-              [400, 150], **POSITIVE),
-        node("target", "CLIPTextEncode", [C1, 530], {"text": TARGET_PROMPT}, "Target prompt (image 1)",
-              [400, 150], **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 720], {"text": ""}, "Negative prompt", [400, 150], **NEGATIVE),
-        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 910], {"seed_behavior": "fixed"},
-              "Same noise for source and target"),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 470], size=[260, 46]),
-        node("sampler", "KSampler", [sampler_x, 340],
+              [360, 300 if pose else 330], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 380 if pose else 410], {"ckpt_name": CHECKPOINT},
+              size=[315, 98]),
+        node("latent", "EmptyLatentImage", [C0, 530 if pose else 560], {"width": 512, "height": 512, "batch_size": 2}),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)",
+              [340, 110], **POSITIVE),
+        node("target", "CLIPTextEncode", [C1, 150], {"text": TARGET_PROMPT}, "Target prompt (image 1)",
+              [340, 110], **POSITIVE),
+        node("negative", "CLIPTextEncode", [C1, 300], {"text": ""}, "Negative prompt", [340, 110], **NEGATIVE),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 450], {"seed_behavior": "fixed"},
+              "Same noise for source and target", [315, 58]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], size=[300, 322]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 370], size=[260, 46]),
+        node("sampler", "KSampler", [C3, 260 if pose else 0],
               {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5, "sampler_name": "ddim",
-               "scheduler": "ddim_uniform", "denoise": 1.0}),
-        node("decode", "VAEDecode", [decode_x, 340]),
-        node("save", "SaveImage", [save_x, 340], {"filename_prefix": "MasaCtrl"}, size=[420, 460]),
+               "scheduler": "ddim_uniform", "denoise": 1.0}, size=[270, 262]),
+        node("decode", "VAEDecode", [C4, 0] if pose else [C3, 310]),
+        node("save", "SaveImage", [C4, 90] if pose else [C4, 0], {"filename_prefix": "MasaCtrl"}, size=[300, 320]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),
@@ -103,14 +114,12 @@ def consistent_synthesis(pose=False):
         links += [("batch", "CONDITIONING", "sampler", "positive"), ("negative", "CONDITIONING", "sampler", "negative")]
         return {"nodes": nodes, "links": links}
     nodes += [
-        node("controlnet", "ControlNetLoader", [C2, 860], {"control_net_name": OPENPOSE_CONTROLNET}, size=[315, 58]),
-        node("source_pose", "LoadImage", [C0, 1080], {"image": SOURCE_POSE}, "Source pose (image 0)",
-              [315, 314]),
-        node("target_pose", "LoadImage", [C1, 1080], {"image": TARGET_POSE}, "Target pose (image 1)",
-              [315, 314]),
-        node("poses", "ImageBatch", [C2, 1080], title="Pose batch: source, target"),
-        node("apply", "ControlNetApplyAdvanced", [C3, 470],
-              {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+        node("controlnet", "ControlNetLoader", [C2, 470], {"control_net_name": OPENPOSE_CONTROLNET}, size=[315, 58]),
+        node("source_pose", "LoadImage", [C0, 690], {"image": SOURCE_POSE}, "Source pose (image 0)", [300, 300]),
+        node("target_pose", "LoadImage", [C1, 560], {"image": TARGET_POSE}, "Target pose (image 1)", [300, 300]),
+        node("poses", "ImageBatch", [C2, 580], title="Pose batch: source, target", size=[240, 46]),
+        node("apply", "ControlNetApplyAdvanced", [C3, 0],
+              {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}, size=[270, 186]),
     ]
     links += [
         ("source_pose", "IMAGE", "poses", "image1"),
@@ -138,14 +147,15 @@ WORKFLOWS = {
     "masactrl_repaint_harmonise": repaint_harmonise,
     "masactrl_schedule_sweep": schedule_sweep,
 }
-# Workflows that get a <name>.jpg thumbnail (a screenshot of the graph), listed by the Templates dialog.
-THUMBNAILS = {"masactrl_complete_cropped_photo", "masactrl_blip_caption", "masactrl_grid_outpaint",
-              "masactrl_extend_canvas", "masactrl_repaint_harmonise", "masactrl_schedule_sweep"}
-THUMBNAIL_WIDTH = 640
+# What covers the canvas in a corner of front end 1.27: the minimap and the zoom/fit buttons.
+OVERLAYS = ".litegraph-minimap, .p-buttongroup-vertical"
+# The window the view is fitted to (the smallest common laptop screen).
+FIT_VIEWPORT = {"width": 1280, "height": 800}
 
 # Runs in the page: build the graph with LiteGraph, then export it the way the Export menu does.
 BUILD_AND_EXPORT_JS = """
 async (spec) => {
+  const OVERLAYS = spec.overlays;
   await app.loadGraphData(window.comfyAPI.defaultGraph.blankGraph);  // what "New" does in the UI
   const graph = app.graph;
   const byKey = {};
@@ -164,6 +174,7 @@ async (spec) => {
     node.setSize(n.size ?? [Math.ceil(Math.max(node.size[0], auto[0])), Math.ceil(Math.max(node.size[1], auto[1]))]);
     if (n.color) node.color = n.color;
     if (n.bgcolor) node.bgcolor = n.bgcolor;
+    if (n.models.length) node.properties.models = n.models;
     byKey[n.key] = node;
   }
   for (const [from, output, to, input] of spec.links) {
@@ -172,15 +183,25 @@ async (spec) => {
     if (o < 0 || i < 0) throw new Error(`no slot ${from}.${output} -> ${to}.${input}`);
     if (!src.connect(o, dst, i)) throw new Error(`could not link ${from}.${output} -> ${to}.${input}`);
   }
-  // Open the file with the whole graph in view on a 1920x1080 screen (canvas about 1800x900).
-  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const node of graph.nodes) {
-    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
-    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
-  }
-  const scale = Math.round(Math.min(1800 / (x1 - x0 + 100), 900 / (y1 - y0 + 100)) * 1000) / 1000;
+  // Open the file with the whole graph in view at 1280x800 (and so at any larger window): the largest scale
+  // at which every node lies inside the canvas and clear of the minimap and zoom buttons in its corner.
+  const margin = 16;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  const covers = [...document.querySelectorAll(OVERLAYS)].map((e) => e.getBoundingClientRect())
+    .filter((r) => r.width > 0 && r.height > 0);
+  const boxes = graph.nodes.map((n) => [n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT,
+                                        n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+  const x0 = Math.min(...boxes.map((b) => b[0])), y0 = Math.min(...boxes.map((b) => b[1]));
+  const fits = (scale) => boxes.every(([a, b, c, d]) => {
+    const [l, t] = [rect.left + margin + (a - x0) * scale, rect.top + margin + (b - y0) * scale];
+    const [r, u] = [rect.left + margin + (c - x0) * scale, rect.top + margin + (d - y0) * scale];
+    return r <= rect.right - margin && u <= rect.bottom - margin
+      && covers.every((o) => r <= o.left || l >= o.right || u <= o.top || t >= o.bottom);
+  });
+  let scale = 1;
+  while (scale > 0.3 && !fits(scale)) scale = Math.round((scale - 0.005) * 1000) / 1000;
   app.canvas.ds.scale = scale;
-  app.canvas.ds.offset = [Math.round(-x0 + 50 / scale), Math.round(-y0 + 50 / scale)];
+  app.canvas.ds.offset = [Math.round(-x0 + margin / scale), Math.round(-y0 + margin / scale)];
   graph.setDirtyCanvas(true, true);
   // = workflowService.exportWorkflow(filename, "workflow") of the Export menu.
   const p = await app.graphToPrompt();
@@ -189,54 +210,6 @@ async (spec) => {
   return JSON.stringify(p.workflow, null, 2);
 }
 """
-
-
-# Runs in the page: load a workflow, hide the UI around the canvas (focus mode, no minimap, zoom
-# controls or node badges), fit the graph
-# into the window and draw it at full quality; returns the graph's box on the page, for the screenshot.
-THUMBNAIL_JS = """
-async ({text, name}) => {
-  const workspace = app.extensionManager;
-  await workspace.setting.set('Comfy.Minimap.Visible', false);
-  await workspace.setting.set('LiteGraph.Canvas.LowQualityRenderingZoomThreshold', 0.1);
-  await workspace.setting.set('Comfy.Graph.CanvasMenu', false);
-  await workspace.setting.set('Comfy.NodeBadge.NodeSourceBadgeMode', 'None');
-  if (!workspace.focusMode) await workspace.command.execute('Workspace.ToggleFocusMode');
-  await app.loadGraphData(JSON.parse(text), true, true, name);
-  await new Promise((r) => setTimeout(r, 500));
-  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const node of app.graph.nodes) {
-    x0 = Math.min(x0, node.pos[0]); y0 = Math.min(y0, node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
-    x1 = Math.max(x1, node.pos[0] + node.size[0]); y1 = Math.max(y1, node.pos[1] + node.size[1]);
-  }
-  const pad = 20;
-  [x0, y0, x1, y1] = [x0 - pad, y0 - pad, x1 + pad, y1 + pad];
-  const rect = app.canvas.canvas.getBoundingClientRect();
-  const scale = Math.min(rect.width / (x1 - x0), rect.height / (y1 - y0));
-  app.canvas.ds.scale = scale;
-  app.canvas.ds.offset = [-x0, -y0];
-  app.canvas.setDirty(true, true);
-  app.canvas.draw(true, true);
-  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  await new Promise((r) => setTimeout(r, 300));
-  return JSON.stringify({x: rect.left, y: rect.top, width: (x1 - x0) * scale, height: (y1 - y0) * scale});
-}
-"""
-
-
-def save_thumbnail(page, text: str, name: str, path: Path, width: int = THUMBNAIL_WIDTH):
-    """Screenshot the workflow's graph in the front end as a JPEG `width` px wide (the template's thumbnail)."""
-    import io
-    import json
-
-    from PIL import Image
-
-    box = json.loads(page.evaluate(THUMBNAIL_JS, {"text": text, "name": name}))
-    png = page.screenshot(clip=box, animations="disabled")
-    with Image.open(io.BytesIO(png)) as image:
-        image = image.convert("RGB")
-        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-        image.save(path, "JPEG", quality=88, optimize=True)
 
 
 def _placeholder_inputs(base: Path):
@@ -252,6 +225,17 @@ def _placeholder_inputs(base: Path):
 
     for name in (SOURCE_POSE, TARGET_POSE, PHOTO, POSE_PHOTO, CROPPED_PHOTO, MASKED_PHOTO):
         Image.new("RGB", (64, 64)).save(base / "input" / name)
+
+
+def titled(name: str, spec: dict) -> dict:
+    """The note of the workflow titled with the template's title (web/example_templates.json): the one place the
+    front end shows it once the template is open (its Templates browser shows only the file name)."""
+    manifest = json.loads((PACK_DIR / "web" / "example_templates.json").read_text())["templates"]
+    title = next(t["title"] for t in manifest if t["name"] == name)
+    for item in spec["nodes"]:
+        if item["key"] == "note":
+            item["title"] = f"About: {title}"
+    return spec
 
 
 def open_comfy_page(playwright, server):
@@ -280,20 +264,15 @@ def export_all(comfy_path: Path, out_dir: Path = OUT_DIR, names=None) -> list[Pa
             server.post("/settings/Comfy.TutorialCompleted", True)
             with sync_playwright() as playwright:
                 browser, page, _ = open_comfy_page(playwright, server)
+                page.set_viewport_size(FIT_VIEWPORT)
                 try:
                     for name in names or WORKFLOWS:
-                        text = page.evaluate(BUILD_AND_EXPORT_JS, WORKFLOWS[name]())
+                        spec = {**titled(name, WORKFLOWS[name]()), "overlays": OVERLAYS}
+                        text = page.evaluate(BUILD_AND_EXPORT_JS, spec)
                         path = out_dir / f"{name}.json"
                         path.write_text(text + "\n")
                         written.append(path)
                         print(f"wrote {path}")
-                    # After all exports: focus mode and the settings it changes stay on in this page.
-                    page.set_viewport_size({"width": 2400, "height": 1400})
-                    for name in [n for n in names or WORKFLOWS if n in THUMBNAILS]:
-                        thumbnail = out_dir / f"{name}.jpg"
-                        save_thumbnail(page, (out_dir / f"{name}.json").read_text(), name, thumbnail)
-                        written.append(thumbnail)
-                        print(f"wrote {thumbnail}")
                 finally:
                     browser.close()
     return written

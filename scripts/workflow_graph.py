@@ -6,7 +6,17 @@ by name; export_example_workflows.py creates it in the real front end and export
 from __future__ import annotations
 
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
-OPENPOSE_CONTROLNET = "control_v11p_sd15_openpose.pth"
+# The fp16 .safetensors conversion of lllyasviel's control_v11p_sd15_openpose.pth: front end 1.27's Missing
+# Models dialog offers downloads only of .safetensors/.sft files from huggingface.co or civitai.com.
+OPENPOSE_CONTROLNET = "control_v11p_sd15_openpose_fp16.safetensors"
+# Where each model file a template loads comes from, in the form of ComfyUI's own templates' node
+# properties.models: the front end lists the missing ones with a download button when a template opens.
+MODEL_DOWNLOADS = {
+    CHECKPOINT: {"url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
+                        f"{CHECKPOINT}", "directory": "checkpoints"},
+    OPENPOSE_CONTROLNET: {"url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/"
+                                 f"main/{OPENPOSE_CONTROLNET}", "directory": "controlnet"},
+}
 
 POSITIVE = {"color": "#232", "bgcolor": "#353"}  # the colours ComfyUI's default workflow gives prompts
 NEGATIVE = {"color": "#322", "bgcolor": "#533"}
@@ -15,5 +25,9 @@ NOTE = {"color": "#432", "bgcolor": "#653"}
 
 def node(key, type_, pos, widgets=None, title=None, size=None, **extra):
     """One node: `key` names it in the links, widget values by name, optional title, size and colours
-    (color=, bgcolor=, as in POSITIVE); without a size it gets the size the front end computes for it."""
-    return {"key": key, "type": type_, "pos": pos, "widgets": widgets or {}, "title": title, "size": size, **extra}
+    (color=, bgcolor=, as in POSITIVE); without a size it gets the size the front end computes for it.
+    A widget that picks a file of MODEL_DOWNLOADS gives the node its properties.models entry."""
+    models = [{"name": value, **MODEL_DOWNLOADS[value]} for value in (widgets or {}).values()
+              if isinstance(value, str) and value in MODEL_DOWNLOADS]
+    return {"key": key, "type": type_, "pos": pos, "widgets": widgets or {}, "title": title, "size": size,
+            "models": models, **extra}

@@ -75,6 +75,8 @@ def start_comfy(comfy_path: Path, pack_dir: Path):
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # test checkpoints are ~700 MB
     folder_paths.set_output_directory(str(work / "output"))
     folder_paths.set_temp_directory(str(work / "temp"))
+    folder_paths.set_input_directory(str(work / "input"))  # loading the pack copies its example pictures there
+    (work / "input").mkdir()
     folder_paths.add_model_folder_path("checkpoints", str(work / "checkpoints"), is_default=True)
     (work / "checkpoints").mkdir()
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))

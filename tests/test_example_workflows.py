@@ -17,7 +17,9 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,8 +43,11 @@ EXPECTED.update({COMPLETE: False, CAPTION: False, GRID: False, REPAINT: False, C
 # Issue 6, evaluation: the sweep over end_step (CLIP: a tiny random-weight model in models/clip_vision).
 SWEEP = "masactrl_schedule_sweep"
 EXPECTED[SWEEP] = False
-# Those with a <name>.jpg thumbnail (listed by the Templates dialog), as export_example_workflows.py writes it.
-THUMBNAILS = [COMPLETE, CAPTION, GRID, REPAINT, CANVAS, SWEEP]
+# Every template has a <name>.jpg thumbnail (the Templates dialog shows it), drawn by draw_template_thumbnails.py.
+THUMBNAILS = sorted(EXPECTED)
+# Order, titles and descriptions of the templates (read by web/template_order.js, the thumbnails and the README).
+MANIFEST = json.loads((PACK_DIR / "web" / "example_templates.json").read_text())["templates"]
+MAIN_TEMPLATE = "masactrl_consistent_synthesis"
 # What SaveImage writes when run shrunk: (images, (width, height)); the MasaCtrl examples save source + target.
 SAVED = {COMPLETE: (1, (64, 80)), CAPTION: (1, (64, 64)), GRID: (1, (64, 128)), REPAINT: (1, (64, 64)),
          CANVAS: (1, (64, 80))}
@@ -217,13 +222,57 @@ def test_null_only_where_the_front_end_accepts_it(path):
 
 @pytest.mark.parametrize("name", THUMBNAILS)
 def test_thumbnail(name):
-    """A JPEG screenshot of the graph, about 640 px wide, next to the workflow (ComfyUI's template thumbnail)."""
+    """A square JPEG diagram next to the workflow (the dialog shows a 256 px square), small enough to list fast."""
     from PIL import Image
 
-    with Image.open(WORKFLOW_DIR / f"{name}.jpg") as image:
-        assert image.format == "JPEG" and image.width == 640 and 120 <= image.height <= 640, image
+    path = WORKFLOW_DIR / f"{name}.jpg"
+    assert path.stat().st_size < 60_000, f"{path.name} is {path.stat().st_size} bytes"
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size == (512, 512), image
         low, high = image.convert("L").getextrema()
         assert high - low > 64, "a blank thumbnail"
+
+
+def test_thumbnails_are_the_drawn_diagrams(tmp_path):
+    """The shipped thumbnails are what scripts/draw_template_thumbnails.py draws now (regenerate after an edit)."""
+    import sys
+
+    from PIL import Image, ImageChops
+
+    sys.path.insert(0, str(PACK_DIR / "scripts"))
+    from diagram_kit import FONT_FILE
+    from draw_template_thumbnails import draw_thumbnail
+
+    if FONT_FILE is None:  # the shipped pictures' text is DejaVu Sans; another font draws other pixels
+        pytest.skip("DejaVu Sans is not installed (apt-get install fonts-dejavu-core)")
+
+    for name in THUMBNAILS:
+        with Image.open(draw_thumbnail(name, tmp_path)) as drawn, Image.open(WORKFLOW_DIR / f"{name}.jpg") as shipped:
+            difference = ImageChops.difference(drawn.convert("L"), shipped.convert("L"))
+            mean = sum(i * n for i, n in enumerate(difference.histogram())) / (512 * 512)
+            assert mean < 2, f"{name}.jpg differs from the drawing (mean {mean:.1f}): run draw_template_thumbnails.py"
+
+
+def test_readme_shows_the_diagrams_and_lists_the_templates():
+    """The README's pictures of MasaCtrl and of photo completion exist where it points, and its template table
+    is the manifest's (order, title, description)."""
+    import re
+
+    readme = (PACK_DIR / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+)\)", readme)
+    assert {"docs/images/masactrl_diagram.png", "docs/images/photo_completion_pipeline.png"} <= set(pictures)
+    assert all((PACK_DIR / picture).is_file() for picture in pictures), pictures
+    rows = [f"| `{t['name']}` | {t['title']} | {t['description']} |" for t in MANIFEST]
+    assert "\n".join(rows) in readme
+
+
+def test_manifest_orders_and_describes_every_template():
+    """Every template once, the main example first, a title and a one-line description each."""
+    assert MANIFEST[0]["name"] == MAIN_TEMPLATE
+    assert sorted(t["name"] for t in MANIFEST) == sorted(EXPECTED)
+    for entry in MANIFEST:
+        assert 8 <= len(entry["title"]) <= 60 and entry["title"] != entry["name"], entry
+        assert 20 <= len(entry["description"]) <= 120 and "\n" not in entry["description"], entry
 
 
 def test_every_thumbnail_has_its_workflow():
@@ -257,13 +306,17 @@ def test_pack_nodes_hold_the_schema_widgets(path):
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
-def test_layout_left_to_right_without_overlaps(path):
+def test_layout_flows_right_and_down_without_overlaps(path):
+    """Every link runs to a node to the right, or (a column read top to bottom, to keep the graph compact
+    enough for a 1280x800 window) to a node below; no node covers another."""
     workflow = load(path)
     graph = Graph(workflow)
+    title = 30  # the title bar sits above pos
     for _, origin, _, target, _, _ in workflow["links"]:
         a, b = graph.nodes[origin], graph.nodes[target]
-        assert a["pos"][0] + a["size"][0] <= b["pos"][0], f"{a['type']} is not left of {b['type']}"
-    title = 30  # the title bar sits above pos
+        right = a["pos"][0] + a["size"][0] <= b["pos"][0]
+        below = a["pos"][1] + a["size"][1] <= b["pos"][1] - title and a["pos"][0] <= b["pos"][0]
+        assert right or below, f"{a['type']} {a['id']} is neither left of nor above {b['type']} {b['id']}"
     boxes = [(n["pos"][0], n["pos"][1] - title, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1], n)
              for n in workflow["nodes"]]
     for i, (x0, y0, x1, y1, a) in enumerate(boxes):
@@ -273,8 +326,79 @@ def test_layout_left_to_right_without_overlaps(path):
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
 def test_explained_by_a_note(path):
+    """A note titled with the template's title (the Templates browser shows only the file name)."""
     notes = [n for n in load(path)["nodes"] if n["type"] in ("Note", "MarkdownNote")]
     assert notes and "MasaCtrl" in notes[0]["widgets_values"][0]
+    title = next(t["title"] for t in MANIFEST if t["name"] == path.stem)
+    assert notes[0]["title"] == f"About: {title}"
+
+
+# Model files a template may load, with where ComfyUI's Missing Models dialog may download them from
+# (front end 1.27 offers only https://huggingface.co/ or https://civitai.com/ and .safetensors/.sft files).
+MODEL_LOADERS = {"CheckpointLoaderSimple": "checkpoints", "ControlNetLoader": "controlnet"}
+# Loaders of folders in the Hugging Face layout: not in the dialog's format, so their notes say where to get them.
+FOLDER_LOADERS = {"MasaCtrlBLIPLoader": "https://huggingface.co/Salesforce/",
+                  "MasaCtrlScoreModelLoader": "https://huggingface.co/openai/",
+                  "MasaCtrlOpenPoseDetect": "https://huggingface.co/lllyasviel/Annotators/"}
+
+
+def declared_models(workflow) -> list[dict]:
+    return [m for n in workflow["nodes"] for m in n.get("properties", {}).get("models", [])]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_model_loaders_say_where_their_model_comes_from(path):
+    """properties.models, as ComfyUI's own templates write it, on every node that loads a model file: the file
+    it picks, a download URL the front end accepts, the models folder."""
+    workflow = load(path)
+    for node in workflow["nodes"]:
+        if node["type"] not in MODEL_LOADERS:
+            assert "models" not in node["properties"], node["type"]
+            continue
+        (model,) = node["properties"]["models"]
+        assert set(model) == {"name", "url", "directory"}
+        assert model["name"] == node["widgets_values"][0] and model["directory"] == MODEL_LOADERS[node["type"]]
+        assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith("/" + model["name"])
+        assert model["name"].endswith((".safetensors", ".sft"))
+    note = next(n for n in workflow["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    for node in workflow["nodes"]:
+        if node["type"] in FOLDER_LOADERS:
+            assert FOLDER_LOADERS[node["type"]] in note, f"the note does not say where {node['type']}'s model is"
+
+
+def test_example_inputs_are_the_pictures_the_templates_load():
+    """example_inputs/ holds exactly the pictures the templates' Load Image nodes pick, each small; the RePaint
+    one carries its mask (a transparent region) as the Mask Editor would save it."""
+    from PIL import Image
+
+    picked = {v for p in WORKFLOW_FILES for v in _widget(p.stem, "LoadImage")}
+    shipped = {p.name: p for p in (PACK_DIR / "example_inputs").glob("*.png")}
+    assert sorted(shipped) == sorted(picked)
+    for path in shipped.values():
+        assert path.stat().st_size < 60_000
+        with Image.open(path) as image:
+            assert image.size == (512, 512)
+            if path.name == "masactrl_masked_photo.png":
+                assert image.mode == "RGBA" and image.getchannel("A").getextrema() == (0, 255)
+
+
+def test_example_inputs_copied_without_overwriting(tmp_path):
+    """The pack copies the pictures a folder lacks and leaves a file of the same name alone."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example_inputs", PACK_DIR / "nodes" / "example_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mine = tmp_path / "masactrl_photo.png"
+    mine.write_bytes(b"the user's own photo")
+    copied = module.copy_missing_example_inputs(tmp_path)
+    shipped = sorted(p.name for p in (PACK_DIR / "example_inputs").glob("*.png"))
+    assert copied == [name for name in shipped if name != mine.name]
+    assert mine.read_bytes() == b"the user's own photo"
+    assert module.copy_missing_example_inputs(tmp_path) == []
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert module.copy_missing_example_inputs(blocked / "input") == []  # logged, not raised
 
 
 @pytest.mark.parametrize("path", [WORKFLOW_DIR / f"{n}.json" for n in SYNTHESIS], ids=list(SYNTHESIS))
@@ -307,7 +431,7 @@ def test_masactrl_graph(path):
         negative, _ = graph.source(apply, "negative")
         loader, _ = graph.source(apply, "control_net")
         assert loader["type"] == "ControlNetLoader"
-        assert loader["widgets_values"] == ["control_v11p_sd15_openpose.pth"]
+        assert loader["widgets_values"] == ["control_v11p_sd15_openpose_fp16.safetensors"]
         poses, _ = graph.source(apply, "image")
         assert poses["type"] == "ImageBatch"
         first, _ = graph.source(poses, "image1")
@@ -459,29 +583,44 @@ def server(request):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    """The server's front end in headless chromium; collects page errors raised after start-up."""
+def browser():
+    """One headless chromium for the module: playwright's sync API allows one instance per thread."""
     from playwright.sync_api import sync_playwright
 
     from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH
 
     playwright = sync_playwright().start()
     try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
         try:
-            tab = browser.new_page(viewport={"width": 1600, "height": 1000})
-            tab.goto(server.url)
-            tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
-                                  " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
-                                  timeout=90_000)
-            tab.errors = []  # errors from here on (the front end itself logs one at start-up)
-            tab.on("pageerror", lambda error: tab.errors.append(str(error)))
-            tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-            yield tab
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
     finally:
         playwright.stop()
+
+
+@contextmanager
+def front_end(browser, server, viewport=(1600, 1000)):
+    """The server's front end in a tab; collects page errors raised after start-up."""
+    tab = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    try:
+        tab.goto(server.url)
+        tab.wait_for_function("() => !!(window.app?.graph && window.app.canvas && window.app.vueAppReady"
+                              " && window.LiteGraph?.registered_node_types?.MasaCtrlMutualSelfAttention)",
+                              timeout=90_000)
+        tab.errors = []  # errors from here on (the front end itself logs one at start-up)
+        tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+        tab.on("dialog", lambda dialog: (tab.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        yield tab
+    finally:
+        tab.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    with front_end(browser, server) as tab:
+        yield tab
 
 
 # Load like the Templates dialog (fetch the served file, app.loadGraphData), report what went wrong,
@@ -636,3 +775,161 @@ def test_template_loads_in_the_front_end_and_runs(server, page, path):
     for preview in previews:  # one map per image and word ("corgi" in source and target)
         assert len(entry["outputs"][preview]["images"]) == 2
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# What a new user meets: a ComfyUI with this pack and nothing else (no model, no picture)
+
+@pytest.fixture(scope="module")
+def bare_server(request):
+    """A real ComfyUI server with this pack and an empty base folder: no model file exists."""
+    reason = browser_missing_reason() or comfyui_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from comfy_harness import ComfyServer
+
+    base = Path(tempfile.mkdtemp(prefix="masactrl-bare-"))
+    try:
+        comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER)
+        try:
+            comfy_server.start()
+            comfy_server.post("/settings/Comfy.TutorialCompleted", True)
+            yield comfy_server
+        finally:
+            comfy_server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bare_page(bare_server, browser):
+    with front_end(browser, bare_server, VIEWPORTS[0]) as tab:
+        yield tab
+
+
+# The smallest common laptop window and a full-HD one; the templates open fitted to the first (and so to both).
+VIEWPORTS = [(1280, 800), (1920, 1080)]
+# The smallest zoom at which ComfyUI draws node titles (below it, its level-of-detail rendering shows blank
+# boxes: LiteGraph.Canvas.MinFontSizeForLOD 8 px / NODE_TEXT_SIZE 14 px = 0.571 at device pixel ratio 1),
+# with a margin: titles at 8.4 px and more.
+LEGIBLE_SCALE = 0.6
+# Opens a template as the Templates browser does (fetch the served file, loadGraphData with its name) and
+# reports the view: scale, level of detail, each node's box on the page against the canvas and what covers
+# it (minimap, zoom buttons), missing node types, and the Missing Models dialog's entries.
+VIEW_JS = """
+async ({module, name}) => {
+  document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click());
+  await new Promise((r) => setTimeout(r, 400));
+  const json = await fetch(app.api.apiURL(`/workflow_templates/${module}/${name}.json`)).then((r) => r.json());
+  await app.loadGraphData(json, true, true, name);
+  await new Promise((r) => setTimeout(r, 1000));
+  app.canvas.draw(true, true);
+  const ds = app.canvas.ds, rect = app.canvas.canvas.getBoundingClientRect();
+  const onPage = ([x, y]) => [rect.left + (x + ds.offset[0]) * ds.scale, rect.top + (y + ds.offset[1]) * ds.scale];
+  const box = (r) => ({left: r.left, top: r.top, right: r.right, bottom: r.bottom});
+  return JSON.stringify({
+    scale: ds.scale,
+    lowQuality: app.canvas.low_quality,
+    canvas: box(rect),
+    covers: [...document.querySelectorAll('.litegraph-minimap, .p-buttongroup-vertical')]
+      .map((e) => e.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0).map(box),
+    nodes: app.graph.nodes.map((n) => {
+      const [left, top] = onPage([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]);
+      const [right, bottom] = onPage([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+      return {title: n.title, left, top, right, bottom};
+    }),
+    missing: app.graph.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types)).map((n) => n.type),
+    models: [...document.querySelectorAll('.comfy-missing-models [role=option]')].map((e) => e.innerText),
+  });
+}
+"""
+
+
+def _outside(a, b) -> bool:
+    return a["right"] <= b["left"] or a["left"] >= b["right"] or a["bottom"] <= b["top"] or a["top"] >= b["bottom"]
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=[f"{w}x{h}" for w, h in VIEWPORTS])
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=_ids(WORKFLOW_FILES))
+def test_template_opens_fitted_and_readable(bare_page, path, viewport):
+    """Opened in the real front end: no missing node type, node titles drawn at a legible zoom, every node
+    inside the visible canvas and clear of the minimap and zoom buttons; and, as no model file exists here,
+    the Missing Models dialog lists exactly the template's properties.models, each with its download."""
+    bare_page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    view = json.loads(bare_page.evaluate(VIEW_JS, {"module": PACK_FOLDER, "name": path.stem}))
+    assert not view["missing"], view["missing"]
+    assert view["scale"] >= LEGIBLE_SCALE and not view["lowQuality"], view["scale"]
+    canvas = view["canvas"]
+    for node in view["nodes"]:
+        inside = (canvas["left"] <= node["left"] and node["right"] <= canvas["right"]
+                  and canvas["top"] <= node["top"] and node["bottom"] <= canvas["bottom"])
+        assert inside, f"{node['title']} is not inside the canvas {canvas}: {node}"
+        assert all(_outside(node, cover) for cover in view["covers"]), f"{node['title']} is under the minimap"
+    declared = {f"{m['directory']} / {m['name']}" for m in declared_models(load(path))}
+    listed = {entry.splitlines()[0].strip() for entry in view["models"]}
+    assert listed == declared, view["models"]
+    for entry in view["models"]:  # a download offered, not the front end's refusal of the source or file type
+        assert "Download" in entry and "not allowed" not in entry and "Invalid directory" not in entry, entry
+
+
+TEMPLATES_BROWSER_JS = """
+async ({module}) => {
+  document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click());
+  await app.extensionManager.command.execute('Comfy.BrowseTemplates');
+  const until = async (test) => {
+    for (let i = 0; i < 100 && !test(); i++) await new Promise((r) => setTimeout(r, 100));
+  };
+  await until(() => [...document.querySelectorAll('.p-listbox-option')].some((e) => e.innerText.trim() === module));
+  [...document.querySelectorAll('.p-listbox-option')].find((e) => e.innerText.trim() === module).click();
+  await until(() => document.querySelector('[data-testid="template-workflow-masactrl_consistent_synthesis"]'));
+  const cards = [...document.querySelectorAll('[data-testid^="template-workflow-"]')];
+  for (const card of cards) card.scrollIntoView();
+  await until(() => cards.every((c) => [...c.querySelectorAll('img')].some((i) => i.complete && i.naturalWidth)));
+  return JSON.stringify(cards.map((card) => ({
+    name: card.dataset.testid.replace('template-workflow-', ''),
+    // the card shows the fetched file as a blob: URL, so the picture is known by its size here
+    images: [...card.querySelectorAll('img')].filter((i) => i.complete && i.naturalWidth > 0)
+      .map((i) => [i.naturalWidth, i.naturalHeight]),
+  })));
+}
+"""
+
+
+def test_templates_browser_lists_every_template_in_order_with_its_thumbnail(bare_server, bare_page):
+    """The Templates browser's custom-node listing (GET /api/workflow_templates, reordered by
+    web/template_order.js) shows every template, the main example first, each with its <name>.jpg."""
+    listing = bare_server.get("/api/workflow_templates")[PACK_FOLDER]
+    assert sorted(listing) == sorted(EXPECTED)
+    bare_page.set_viewport_size({"width": VIEWPORTS[1][0], "height": VIEWPORTS[1][1]})
+    thumbnails = {}
+    prefix = f"/api/workflow_templates/{PACK_FOLDER}/"
+
+    def record(response):
+        path = urllib.parse.urlparse(response.url).path
+        if path.startswith(prefix) and path.endswith(".jpg"):
+            thumbnails[path[len(prefix):-4]] = (response.status, response.headers.get("content-type"))
+
+    bare_page.on("response", record)
+    try:
+        cards = json.loads(bare_page.evaluate(TEMPLATES_BROWSER_JS, {"module": PACK_FOLDER}))
+    finally:
+        bare_page.remove_listener("response", record)
+    assert [c["name"] for c in cards] == [t["name"] for t in MANIFEST]
+    assert thumbnails == {name: (200, "image/jpeg") for name in EXPECTED}
+    for card in cards:
+        assert [512, 512] in card["images"], card  # the drawn thumbnail, shown
+
+
+def test_example_inputs_reach_the_input_folder(bare_server):
+    """Loading the pack put every example picture into ComfyUI's input folder, where Load Image finds it."""
+    for picture in (PACK_DIR / "example_inputs").glob("*.png"):
+        assert (bare_server.base / "input" / picture.name).read_bytes() == picture.read_bytes()
+
+
+def test_example_inputs_leave_existing_pictures_alone(server):
+    """The workflow server's own pictures (64 px drawings, written before it started) were not replaced."""
+    from PIL import Image
+
+    for name in {v for p in WORKFLOW_FILES for v in _widget(p.stem, "LoadImage")}:
+        with Image.open(server.base / "input" / name) as image:
+            assert image.size == (64, 64), name
