@@ -76,6 +76,23 @@ def consistent_synthesis(image, draw, area):
     text(draw, ((x0 + x1) / 2, y1 - 14), "same noise, same corgi, new action", 17, INK, True)
 
 
+def dit_synthesis(model: str, note: str):
+    """A diffusion transformer's joint attention: the target's image tokens read [its own text ; the source's
+    image tokens]; `note` says what differs between the models (positions on Flux, real CFG on SD3.5)."""
+    def draw_it(image, draw, area):
+        x0, y0, x1, y1 = area
+        photo(image, (x0, y0 + 30, x0 + 160, y0 + 190), dog("stand"), ground=(150, 110, 70))
+        photo(image, (x1 - 160, y0 + 30, x1, y0 + 190), dog("jump"), ground=(232, 210, 150))
+        label(draw, (x0 + 80, y0 + 12), "source: porch", SOURCE)
+        label(draw, (x1 - 80, y0 + 12), "target: beach", TARGET)
+        arrow(draw, (x0 + 170, y0 + 110), (x1 - 170, y0 + 110), ACCENT, 6, 16)
+        text(draw, ((x0 + x1) / 2, y0 + 80), "image tokens", 17, ACCENT, True)
+        text(draw, ((x0 + x1) / 2, y0 + 142), "+ target's own text", 15, ACCENT, False, 150)
+        box_label(draw, ((x0 + x1) / 2 - 92, y1 - 96, (x0 + x1) / 2 + 92, y1 - 62), model, size=17)
+        text(draw, ((x0 + x1) / 2, y1 - 30), note, 15, INK, False, 300)
+    return draw_it
+
+
 def pose_controlnet(image, draw, area):
     x0, y0, _x1, y1 = area
     for i, (points, colour, name) in enumerate(((STANDING, SOURCE, "source"), (JUMPING, TARGET, "target"))):
@@ -270,6 +287,10 @@ def schedule_sweep(image, draw, area):
 
 DRAW = {
     "masactrl_consistent_synthesis": consistent_synthesis, "masactrl_pose_controlnet": pose_controlnet,
+    "masactrl_flux_consistent_synthesis": dit_synthesis("Flux.1 dev", "the source beside the target: its corgi, "
+                                                        "not its layout"),
+    "masactrl_sd35_consistent_synthesis": dit_synthesis("SD3.5 large", "joint attention, real CFG, the "
+                                                        "second half of the blocks"),
     "masactrl_mask_guided_synthesis": mask_guided, "masactrl_real_photo_editing": real_photo,
     "masactrl_complete_cropped_photo": complete_photo, "masactrl_pose_repair": pose_repair,
     "masactrl_blip_caption": blip_caption, "masactrl_extend_canvas": extend_canvas,

@@ -2,38 +2,26 @@
 Built by export_example_workflows.py in the real front end, like the UNet examples."""
 from __future__ import annotations
 
-from workflow_graph import NEGATIVE, NOTE, POSITIVE, node
+from workflow_graph import MODEL_DOWNLOADS, NEGATIVE, NOTE, POSITIVE, node
 
 SOURCE_PROMPT = "a photo of a corgi sitting on a wooden porch"
 TARGET_PROMPT = "a photo of a corgi running on a beach"
-# Where ComfyUI's own Flux and SD3.5 templates download these files from (public, no login).
-FLUX_MODELS = {
-    "unet": ("flux1-dev.safetensors", "diffusion_models",
-             "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
-    "clip_l": ("clip_l.safetensors", "text_encoders",
-               "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"),
-    "t5": ("t5xxl_fp16.safetensors", "text_encoders",
-           "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"),
-    "vae": ("ae.safetensors", "vae",
-            "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
-}
-SD35_CHECKPOINT = ("sd3.5_large_fp8_scaled.safetensors", "checkpoints",
-                   "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
-                   "sd3.5_large_fp8_scaled.safetensors")
+FLUX_MODELS = {"unet": "flux1-dev.safetensors", "clip_l": "clip_l.safetensors", "t5": "t5xxl_fp16.safetensors",
+               "vae": "ae.safetensors"}  # download places: workflow_graph.MODEL_DOWNLOADS
+SD35_CHECKPOINT = "sd3.5_large_fp8_scaled.safetensors"
+TITLES = {"flux": "MasaCtrl on Flux.1 dev: same subject, new scene",
+          "sd35": "MasaCtrl on SD3.5 large: same subject, new scene"}
 
-C0, C1, C2, C3, C4, C5 = 0, 420, 880, 1200, 1560, 1900
+# Columns of the compact layout the other templates use (fits a 1280x800 window at a readable zoom).
+C0, C1, C2, C3, C4 = 0, 400, 780, 1120, 1430
 FLUX_SAMPLING = "Flux.1 dev is guidance-distilled: FluxGuidance 3.5, KSampler cfg 1, euler / simple, 20 steps."
 SD35_SAMPLING = "SD3.5 uses real CFG: KSampler cfg 4.5, euler / sgm_uniform, 28 steps, with a negative prompt."
 
 
-def models(*files) -> dict:
-    """properties.models of a loader node: what the front end's Missing Models dialog offers to download."""
-    return {"properties": {"models": [{"name": name, "directory": folder, "url": url} for name, folder, url in files]}}
-
-
-def note_text(model: str, files: list[tuple[str, str, str]], sampler: str) -> str:
-    where = "\n".join(f"- models/{folder}/{name}: {url}" for name, folder, url in files)
-    return f"""MasaCtrl on {model}: consistent synthesis
+def note_text(title: str, files: list[str], sampler: str) -> str:
+    where = "\n".join(f"- models/{MODEL_DOWNLOADS[name]['directory']}/{name}: {MODEL_DOWNLOADS[name]['url']}"
+                      for name in files)
+    return f"""{title}
 
 One batch of two images: image 0 is the source ("{SOURCE_PROMPT}"), image 1 the target ("{TARGET_PROMPT}").
 
@@ -48,32 +36,31 @@ Files (the Missing Models dialog offers them when absent):
 def flux_consistent_synthesis():
     files = list(FLUX_MODELS.values())
     nodes = [
-        node("note", "Note", [C0, 0], {"text": note_text("Flux.1 dev", files, FLUX_SAMPLING)},
-             "About this workflow", [400, 330], **NOTE),
-        node("unet", "UNETLoader", [C0, 370], {"unet_name": FLUX_MODELS["unet"][0], "weight_dtype": "default"},
-             size=[315, 82], **models(FLUX_MODELS["unet"])),
-        node("clip", "DualCLIPLoader", [C0, 490], {"clip_name1": FLUX_MODELS["clip_l"][0],
-                                                   "clip_name2": FLUX_MODELS["t5"][0], "type": "flux",
-                                                   "device": "default"},
-             size=[315, 130], **models(FLUX_MODELS["clip_l"], FLUX_MODELS["t5"])),
-        node("vae", "VAELoader", [C0, 660], {"vae_name": FLUX_MODELS["vae"][0]}, size=[315, 58],
-             **models(FLUX_MODELS["vae"])),
-        node("latent", "EmptySD3LatentImage", [C0, 760], {"width": 1024, "height": 1024, "batch_size": 2}),
-        node("source", "CLIPTextEncode", [C1, 370], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [400, 150],
+        node("note", "Note", [C0, 0], {"text": note_text(TITLES["flux"], files, FLUX_SAMPLING)},
+             "About this workflow", [360, 330], **NOTE),
+        node("unet", "UNETLoader", [C0, 410], {"unet_name": FLUX_MODELS["unet"], "weight_dtype": "default"},
+             size=[315, 82]),
+        node("clip", "DualCLIPLoader", [C0, 540], {"clip_name1": FLUX_MODELS["clip_l"],
+                                                   "clip_name2": FLUX_MODELS["t5"], "type": "flux",
+                                                   "device": "default"}, size=[315, 130]),
+        node("vae", "VAELoader", [C0, 720], {"vae_name": FLUX_MODELS["vae"]}, size=[315, 58]),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [340, 110],
              **POSITIVE),
-        node("target", "CLIPTextEncode", [C1, 560], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 150], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [340, 110],
              **POSITIVE),
-        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 760], {"seed_behavior": "fixed"},
-             "Same noise for source and target"),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 560], size=[260, 46]),
-        node("guidance", "FluxGuidance", [C2, 650], {"guidance": 3.5}),
-        node("zero", "ConditioningZeroOut", [C2, 760], title="Negative (unused at cfg 1)"),
-        node("sampler", "KSampler", [C3, 370],
+        node("latent", "EmptySD3LatentImage", [C1, 300], {"width": 1024, "height": 1024, "batch_size": 2},
+             size=[315, 106]),
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 450], {"seed_behavior": "fixed"},
+             "Same noise for source and target", [315, 58]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], size=[300, 440]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 490], size=[260, 46]),
+        node("guidance", "FluxGuidance", [C2, 580], {"guidance": 3.5}, size=[260, 58]),
+        node("zero", "ConditioningZeroOut", [C2, 690], title="Negative (unused at cfg 1)", size=[260, 26]),
+        node("sampler", "KSampler", [C3, 0],
              {"seed": 42, "control_after_generate": "fixed", "steps": 20, "cfg": 1.0, "sampler_name": "euler",
-              "scheduler": "simple", "denoise": 1.0}),
-        node("decode", "VAEDecode", [C4, 370]),
-        node("save", "SaveImage", [C5, 370], {"filename_prefix": "MasaCtrl_Flux"}, size=[420, 460]),
+              "scheduler": "simple", "denoise": 1.0}, size=[270, 262]),
+        node("decode", "VAEDecode", [C3, 310]),
+        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_Flux"}, size=[300, 320]),
     ]
     links = [
         ("unet", "MODEL", "masactrl", "model"),
@@ -98,26 +85,26 @@ def flux_consistent_synthesis():
 def sd35_consistent_synthesis():
     files = [SD35_CHECKPOINT]
     nodes = [
-        node("note", "Note", [C0, 0], {"text": note_text("SD3.5 large", files, SD35_SAMPLING)},
-             "About this workflow", [400, 330], **NOTE),
-        node("ckpt", "CheckpointLoaderSimple", [C0, 370], {"ckpt_name": SD35_CHECKPOINT[0]}, size=[315, 98],
-             **models(SD35_CHECKPOINT)),
-        node("latent", "EmptySD3LatentImage", [C0, 520], {"width": 1024, "height": 1024, "batch_size": 2}),
-        node("source", "CLIPTextEncode", [C1, 370], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [400, 150],
+        node("note", "Note", [C0, 0], {"text": note_text(TITLES["sd35"], files, SD35_SAMPLING)},
+             "About this workflow", [360, 330], **NOTE),
+        node("ckpt", "CheckpointLoaderSimple", [C0, 410], {"ckpt_name": SD35_CHECKPOINT}, size=[315, 98]),
+        node("latent", "EmptySD3LatentImage", [C0, 560], {"width": 1024, "height": 1024, "batch_size": 2},
+             size=[315, 106]),
+        node("source", "CLIPTextEncode", [C1, 0], {"text": SOURCE_PROMPT}, "Source prompt (image 0)", [340, 110],
              **POSITIVE),
-        node("target", "CLIPTextEncode", [C1, 560], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [400, 150],
+        node("target", "CLIPTextEncode", [C1, 150], {"text": TARGET_PROMPT}, "Target prompt (image 1)", [340, 110],
              **POSITIVE),
-        node("negative", "CLIPTextEncode", [C1, 750], {"text": "blurry, lowres"}, "Negative prompt", [400, 150],
+        node("negative", "CLIPTextEncode", [C1, 300], {"text": "blurry, lowres"}, "Negative prompt", [340, 110],
              **NEGATIVE),
-        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 940], {"seed_behavior": "fixed"},
-             "Same noise for source and target"),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0]),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 560], size=[260, 46]),
-        node("sampler", "KSampler", [C3, 370],
+        node("seed_behavior", "LatentBatchSeedBehavior", [C1, 710], {"seed_behavior": "fixed"},
+             "Same noise for source and target", [315, 58]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 0], size=[300, 440]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 490], size=[260, 46]),
+        node("sampler", "KSampler", [C3, 0],
              {"seed": 42, "control_after_generate": "fixed", "steps": 28, "cfg": 4.5, "sampler_name": "euler",
-              "scheduler": "sgm_uniform", "denoise": 1.0}),
-        node("decode", "VAEDecode", [C4, 370]),
-        node("save", "SaveImage", [C5, 370], {"filename_prefix": "MasaCtrl_SD35"}, size=[420, 460]),
+              "scheduler": "sgm_uniform", "denoise": 1.0}, size=[270, 262]),
+        node("decode", "VAEDecode", [C3, 310]),
+        node("save", "SaveImage", [C4, 0], {"filename_prefix": "MasaCtrl_SD35"}, size=[300, 320]),
     ]
     links = [
         ("ckpt", "MODEL", "masactrl", "model"),

@@ -25,6 +25,7 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_DIR / "tests"))
 sys.path.insert(0, str(PACK_DIR / "scripts"))
 
+from example_graphs_dit import flux_consistent_synthesis, sd35_consistent_synthesis
 from example_graphs_eval import CLIP_MODEL, schedule_sweep
 from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing
 from example_graphs_photo import (
@@ -38,7 +39,7 @@ from example_graphs_photo import (
     repaint_harmonise,
 )
 from example_graphs_pose import POSE_PHOTO, pose_repair
-from workflow_graph import CHECKPOINT, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node
+from workflow_graph import CHECKPOINT, MODEL_DOWNLOADS, NEGATIVE, NOTE, OPENPOSE_CONTROLNET, POSITIVE, node
 
 from comfy_harness import CHROMIUM_FLAGS, CHROMIUM_PATH, ComfyServer
 
@@ -137,6 +138,8 @@ def consistent_synthesis(pose=False):
 WORKFLOWS = {
     "masactrl_consistent_synthesis": lambda: consistent_synthesis(pose=False),
     "masactrl_pose_controlnet": lambda: consistent_synthesis(pose=True),
+    "masactrl_flux_consistent_synthesis": flux_consistent_synthesis,
+    "masactrl_sd35_consistent_synthesis": sd35_consistent_synthesis,
     "masactrl_mask_guided_synthesis": mask_guided_synthesis,
     "masactrl_real_photo_editing": real_photo_editing,
     "masactrl_pose_repair": pose_repair,
@@ -218,8 +221,9 @@ def _placeholder_inputs(base: Path):
 
     for folder in ("models/checkpoints", "models/controlnet", "input"):
         (base / folder).mkdir(parents=True, exist_ok=True)
-    (base / "models" / "checkpoints" / CHECKPOINT).touch()
-    (base / "models" / "controlnet" / OPENPOSE_CONTROLNET).touch()
+    for name, download in MODEL_DOWNLOADS.items():  # every model file a template picks, empty
+        (base / "models" / download["directory"]).mkdir(parents=True, exist_ok=True)
+        (base / "models" / download["directory"] / name).touch()
     (base / "models" / "blip" / BLIP_MODEL).mkdir(parents=True)  # listed by Load BLIP Caption Model
     (base / "models" / "clip_vision" / CLIP_MODEL).mkdir(parents=True)  # and by Load Alignment Score Models
 

@@ -16,6 +16,18 @@ MODEL_DOWNLOADS = {
                         f"{CHECKPOINT}", "directory": "checkpoints"},
     OPENPOSE_CONTROLNET: {"url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/"
                                  f"main/{OPENPOSE_CONTROLNET}", "directory": "controlnet"},
+    # The diffusion-transformer examples, from where ComfyUI's own Flux and SD3.5 templates download them.
+    "flux1-dev.safetensors": {"url": "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors",
+                              "directory": "diffusion_models"},
+    "clip_l.safetensors": {"url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+                                  "clip_l.safetensors", "directory": "text_encoders"},
+    "t5xxl_fp16.safetensors": {"url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+                                      "t5xxl_fp16.safetensors", "directory": "text_encoders"},
+    "ae.safetensors": {"url": "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/"
+                              "split_files/vae/ae.safetensors", "directory": "vae"},
+    "sd3.5_large_fp8_scaled.safetensors": {"url": "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/"
+                                                  "main/sd3.5_large_fp8_scaled.safetensors",
+                                           "directory": "checkpoints"},
 }
 
 POSITIVE = {"color": "#232", "bgcolor": "#353"}  # the colours ComfyUI's default workflow gives prompts
