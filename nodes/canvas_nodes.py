@@ -16,8 +16,10 @@ from ..completion.canvas import (
     target_padding,
 )
 from .input_checks import report, require, rule
+from .mode_widgets import mode_combo
 
 MODES = ("pixels", "target size", "target aspect")
+EXTEND, PASTE = "Extend Canvas for Outpainting (MasaCtrl)", "Paste Back Original (MasaCtrl)"
 
 
 SIDE_TOOLTIP = ("Mode 'pixels': px to add on the {}. The canvas is rounded up to multiples of 8 (SD's VAE needs "
@@ -39,7 +41,7 @@ class ExtendCanvas(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlExtendCanvas",
-            display_name="Extend Canvas (outpaint)",
+            display_name=EXTEND,
             category="MasaCtrl/photo completion",
             description="Grow an image for outpainting (e.g. a photo whose feet are cut off, downwards), fill the "
                         "new area and return the masks inpainting, RePaint and Paste Back Original need. The "
@@ -47,10 +49,13 @@ class ExtendCanvas(io.ComfyNode):
             inputs=[
                 io.Image.Input("image",
                                tooltip="The photo(s) to extend; every image of the batch gets the same canvas."),
-                io.Combo.Input("mode", options=list(MODES), default="pixels",
-                               tooltip="pixels: add left/top/right/bottom px. target size: grow to target_width x "
-                                       "target_height. target aspect: grow the short side to reach aspect. Both "
-                                       "target modes place the original by anchor."),
+                mode_combo(io.Combo.Input("mode", options=list(MODES), default="pixels",
+                                          tooltip="pixels: add left/top/right/bottom px. target size: grow to "
+                                                  "target_width x target_height. target aspect: grow the short side "
+                                                  "to reach aspect. Both target modes place the original by anchor."),
+                           {"pixels": ("left", "top", "right", "bottom"),
+                            "target size": ("target_width", "target_height", "anchor"),
+                            "target aspect": ("aspect", "anchor")}),
                 io.Int.Input("left", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("left")),
                 io.Int.Input("top", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("top")),
                 io.Int.Input("right", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("right")),
@@ -66,10 +71,12 @@ class ExtendCanvas(io.ComfyNode):
                 io.Combo.Input("anchor", options=list(ANCHORS), default="top",
                                tooltip="Target modes: where the original sits on the canvas. top: the photo stays "
                                        "at the top (centred across) and the canvas grows downwards."),
-                io.Combo.Input("fill", options=list(FILLS), default="blur",
-                               tooltip="What the new area starts as. edge: the border px repeated; mirror: the "
-                                       "image reflected; blur: the edge colours heavily blurred (colour without "
-                                       "structure); noise: blur plus seeded noise, for samplers at denoise < 1."),
+                mode_combo(io.Combo.Input("fill", options=list(FILLS), default="blur",
+                                          tooltip="What the new area starts as. edge: the border px repeated; "
+                                                  "mirror: the image reflected; blur: the edge colours heavily "
+                                                  "blurred (colour without structure); noise: blur plus seeded "
+                                                  "noise, for samplers at denoise < 1."),
+                           {"noise": ("seed",)}),
                 io.Int.Input("feather", default=32, min=0, max=MAX_SIDE,
                              tooltip="px over which the mask falls from 1 to 0 into the original, beyond the seam "
                                      "band, so the generated area blends in. 0: a hard edge. Not on sides that "
@@ -109,7 +116,7 @@ class ExtendCanvas(io.ComfyNode):
                 padding = target_padding(width, height, *aspect_size(width, height, aspect), anchor)
             return io.NodeOutput(*extend_canvas(image, padding, fill, feather, seam_band, seed))
         except CanvasError as error:
-            raise CanvasError(f"Extend Canvas: {error}") from None
+            raise CanvasError(f"{EXTEND}: {error}") from None
 
 
 class PasteBack(io.ComfyNode):
@@ -117,7 +124,7 @@ class PasteBack(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlPasteBack",
-            display_name="Paste Back Original",
+            display_name=PASTE,
             category="MasaCtrl/photo completion",
             description="Put the generated pixels where the mask is white over the original: where the mask is 0 "
                         "the result is bit-identical to original, where it is 1 exactly generated, blended between.",
@@ -128,7 +135,9 @@ class PasteBack(io.ComfyNode):
                 io.Mask.Input("mask", tooltip="Where generated is used (1), original kept (0), blended between: "
                                               "Extend Canvas's mask for this canvas."),
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[io.Image.Output(display_name="image",
+                                     tooltip="original where the mask is 0 (bit-identical), generated where it is 1, "
+                                             "mixed by the mask between: ready to save.")],
         )
 
     @classmethod
@@ -137,4 +146,4 @@ class PasteBack(io.ComfyNode):
         try:
             return io.NodeOutput(paste_back(original, generated, mask))
         except CanvasError as error:
-            raise CanvasError(f"Paste Back Original: {error}") from None
+            raise CanvasError(f"{PASTE}: {error}") from None

@@ -9,6 +9,7 @@ from ..attention import BatchLayout, BatchLayoutError, MutualAttentionSchedule, 
 from ..attention.comfyui_conditioning import batch_conditioning
 from ..attention.comfyui_patches import layer_map_of, patch_model
 from .input_checks import report, require, rule
+from .mode_widgets import mode_combo
 from .run_checks import install_masactrl_run_check
 
 SCHEDULE_BY = ["steps", "percent"]
@@ -64,10 +65,11 @@ class MasaCtrl(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="A UNet model (SD1.x, SD2.x, SDXL). The input is not changed; "
                                "a patched copy is returned."),
-                io.Combo.Input("schedule_by", options=SCHEDULE_BY, default="steps",
-                               tooltip="steps: start_step/end_step count the steps of the sampler running this "
-                                       "model. percent: start_percent/end_percent of the denoising process, for "
-                                       "split samplers (KSamplerAdvanced start/end)."),
+                mode_combo(io.Combo.Input("schedule_by", options=SCHEDULE_BY, default="steps",
+                                          tooltip="steps: start_step/end_step count the steps of the sampler running "
+                                                  "this model. percent: start_percent/end_percent of the denoising "
+                                                  "process, for split samplers (KSamplerAdvanced start/end)."),
+                           {"steps": ("start_step", "end_step"), "percent": ("start_percent", "end_percent")}),
                 io.Int.Input("start_step", default=4, min=0, max=10000,
                              tooltip="First step with MasaCtrl (paper: 4). Earlier steps lay out the target "
                                      "freely, which is what lets its pose differ from the source."),
@@ -91,7 +93,8 @@ class MasaCtrl(io.ComfyNode):
                                 tooltip="Batch indices of the source images, e.g. '0' or '0,3'. Every other "
                                         "image is a target of the nearest source before it."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="A copy of the model with MasaCtrl: connect it to the sampler (or to "
+                                             "Masks (MasaCtrl) or Grid Sampling (MasaCtrl) first).")],
         )
 
     RULES = (steps_in_order, percents_in_order, layers_in_order, some_part, source_indices_parse)
@@ -134,7 +137,8 @@ class BatchConditioning(io.ComfyNode):
                 io.Conditioning.Input("source", tooltip="The source prompt (or an already batched conditioning)."),
                 io.Conditioning.Input("target", tooltip="The target prompt(s), appended after the source."),
             ],
-            outputs=[io.Conditioning.Output()],
+            outputs=[io.Conditioning.Output(tooltip="One row per image: the source prompt, then the targets'. "
+                                                    "The latent batch needs as many images as it has rows.")],
         )
 
     @classmethod
