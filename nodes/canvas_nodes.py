@@ -16,7 +16,7 @@ from ..completion.canvas import (
     target_padding,
 )
 from .input_checks import report, require, rule
-from .mode_widgets import mode_combo
+from .mode_widgets import mode_widgets
 
 MODES = ("pixels", "target size", "target aspect")
 EXTEND, PASTE = "Extend Canvas for Outpainting (MasaCtrl)", "Paste Back Original (MasaCtrl)"
@@ -39,7 +39,7 @@ def aspect_parses(aspect):
 class ExtendCanvas(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return mode_widgets(io.Schema(
             node_id="MasaCtrlExtendCanvas",
             display_name=EXTEND,
             category="MasaCtrl/photo completion",
@@ -49,13 +49,10 @@ class ExtendCanvas(io.ComfyNode):
             inputs=[
                 io.Image.Input("image",
                                tooltip="The photo(s) to extend; every image of the batch gets the same canvas."),
-                mode_combo(io.Combo.Input("mode", options=list(MODES), default="pixels",
-                                          tooltip="pixels: add left/top/right/bottom px. target size: grow to "
-                                                  "target_width x target_height. target aspect: grow the short side "
-                                                  "to reach aspect. Both target modes place the original by anchor."),
-                           {"pixels": ("left", "top", "right", "bottom"),
-                            "target size": ("target_width", "target_height", "anchor"),
-                            "target aspect": ("aspect", "anchor")}),
+                io.Combo.Input("mode", options=list(MODES), default="pixels",
+                               tooltip="pixels: add left/top/right/bottom px. target size: grow to target_width x "
+                                       "target_height. target aspect: grow the short side to reach aspect. Both "
+                                       "target modes place the original by anchor."),
                 io.Int.Input("left", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("left")),
                 io.Int.Input("top", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("top")),
                 io.Int.Input("right", default=0, min=0, max=MAX_SIDE, step=8, tooltip=SIDE_TOOLTIP.format("right")),
@@ -71,12 +68,10 @@ class ExtendCanvas(io.ComfyNode):
                 io.Combo.Input("anchor", options=list(ANCHORS), default="top",
                                tooltip="Target modes: where the original sits on the canvas. top: the photo stays "
                                        "at the top (centred across) and the canvas grows downwards."),
-                mode_combo(io.Combo.Input("fill", options=list(FILLS), default="blur",
-                                          tooltip="What the new area starts as. edge: the border px repeated; "
-                                                  "mirror: the image reflected; blur: the edge colours heavily "
-                                                  "blurred (colour without structure); noise: blur plus seeded "
-                                                  "noise, for samplers at denoise < 1."),
-                           {"noise": ("seed",)}),
+                io.Combo.Input("fill", options=list(FILLS), default="blur",
+                               tooltip="What the new area starts as. edge: the border px repeated; mirror: the "
+                                       "image reflected; blur: the edge colours heavily blurred (colour without "
+                                       "structure); noise: blur plus seeded noise, for samplers at denoise < 1."),
                 io.Int.Input("feather", default=32, min=0, max=MAX_SIDE,
                              tooltip="px over which the mask falls from 1 to 0 into the original, beyond the seam "
                                      "band, so the generated area blends in. 0: a hard edge. Not on sides that "
@@ -94,7 +89,10 @@ class ExtendCanvas(io.ComfyNode):
                                        "inpainting / RePaint and for Paste Back Original."),
                 io.Mask.Output(display_name="new_area", tooltip="Exactly the added pixels (hard 0/1)."),
             ],
-        )
+        ), mode={"pixels": ("left", "top", "right", "bottom"),
+                 "target size": ("target_width", "target_height", "anchor"),
+                 "target aspect": ("aspect", "anchor")},
+            fill={"noise": ("seed",)})
 
     RULES = (aspect_parses,)
 

@@ -9,7 +9,7 @@ from ..attention import BatchLayout, BatchLayoutError, MutualAttentionSchedule, 
 from ..attention.comfyui_conditioning import batch_conditioning
 from ..attention.comfyui_patches import layer_map_of, patch_model
 from .input_checks import report, require, rule
-from .mode_widgets import mode_combo
+from .mode_widgets import mode_widgets
 from .run_checks import install_masactrl_run_check
 
 SCHEDULE_BY = ["steps", "percent"]
@@ -55,7 +55,7 @@ def source_indices_parse(source_indices):
 class MasaCtrl(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return mode_widgets(io.Schema(
             node_id="MasaCtrlMutualSelfAttention",
             display_name="MasaCtrl",
             category="MasaCtrl",
@@ -65,11 +65,10 @@ class MasaCtrl(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="A UNet model (SD1.x, SD2.x, SDXL). The input is not changed; "
                                "a patched copy is returned."),
-                mode_combo(io.Combo.Input("schedule_by", options=SCHEDULE_BY, default="steps",
-                                          tooltip="steps: start_step/end_step count the steps of the sampler running "
-                                                  "this model. percent: start_percent/end_percent of the denoising "
-                                                  "process, for split samplers (KSamplerAdvanced start/end)."),
-                           {"steps": ("start_step", "end_step"), "percent": ("start_percent", "end_percent")}),
+                io.Combo.Input("schedule_by", options=SCHEDULE_BY, default="steps",
+                               tooltip="steps: start_step/end_step count the steps of the sampler running this "
+                                       "model. percent: start_percent/end_percent of the denoising process, for "
+                                       "split samplers (KSamplerAdvanced start/end)."),
                 io.Int.Input("start_step", default=4, min=0, max=10000,
                              tooltip="First step with MasaCtrl (paper: 4). Earlier steps lay out the target "
                                      "freely, which is what lets its pose differ from the source."),
@@ -95,7 +94,7 @@ class MasaCtrl(io.ComfyNode):
             ],
             outputs=[io.Model.Output(tooltip="A copy of the model with MasaCtrl: connect it to the sampler (or to "
                                              "Masks (MasaCtrl) or Grid Sampling (MasaCtrl) first).")],
-        )
+        ), schedule_by={"steps": ("start_step", "end_step"), "percent": ("start_percent", "end_percent")})
 
     RULES = (steps_in_order, percents_in_order, layers_in_order, some_part, source_indices_parse)
 
