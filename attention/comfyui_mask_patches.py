@@ -6,7 +6,7 @@ Three pieces, all on a ModelPatcher clone:
 - a calc_cond_batch wrapper gives every denoising evaluation fresh maps (the reference clears them
   after each step) and makes sure the cond branch runs before the uncond branch reads them;
 - the MasaCtrl attn1 patch (comfyui_patches.MasaCtrlAttn1) finds the configuration under MASKS_KEY
-  in transformer_options, so the MasaCtrl and MasaCtrl Masks nodes work in either order.
+  in transformer_options, so the MasaCtrl and Masks (MasaCtrl) nodes work in either order.
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def masactrl_layout(transformer_options) -> BatchLayout:
     layouts = {p.control.layout for p in replaced.get("attn1", {}).values() if isinstance(p, MasaCtrlAttn1)}
     layouts |= {p.dit.control.layout for p in replaced.get("dit", {}).values() if isinstance(p, MasaCtrlDiTBlock)}
     if not layouts:
-        raise ValueError("MasaCtrl Masks only guides MasaCtrl: add a MasaCtrl node to this model (before or "
-                         "after MasaCtrl Masks).")
+        raise ValueError("Masks (MasaCtrl) only guides MasaCtrl: add a MasaCtrl node to this model (before or "
+                         "after this one).")
     return sorted(layouts, key=lambda layout: layout.sources)[0]
 
 

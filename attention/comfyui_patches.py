@@ -11,7 +11,7 @@ from .mask_guidance import masked_attention
 from .schedule import UNetLayerMap
 from .subject_maps import sites_at_level
 
-# transformer_options keys: the MasaCtrl Masks configuration, and the maps of the running evaluation.
+# transformer_options keys: the Masks (MasaCtrl) configuration, and the maps of the running evaluation.
 MASKS_KEY, MAPS_KEY = "masactrl_masks", "masactrl_maps"
 # ComfyUI's generic fallbacks (chosen when pytorch attention is off, e.g. on the CPU): torch's fused
 # attention is faster and exact, so MasaCtrl layers use it instead. Every other kernel (pytorch, xformers,
@@ -70,7 +70,7 @@ def attention_levels(diffusion_model) -> dict:
 
 
 def capture_sites(diffusion_model, level: int, parts) -> dict:
-    """layer -> site of the cross-attention layers at resolution `level` in `parts` (MasaCtrl Masks' maps)."""
+    """layer -> site of the cross-attention layers at resolution `level` in `parts` (Masks (MasaCtrl)'s maps)."""
     levels = attention_levels(diffusion_model)
     return sites_at_level([(site, levels[site]) for site in layer_map_of(diffusion_model).sites], level, parts)
 
@@ -149,7 +149,7 @@ class MasaCtrlAttn1:
         layer = self.control.layer_map.index_of(site)
         if guidance.needs_maps:
             if maps is None:
-                raise RuntimeError("MasaCtrl Masks: no cross-attention maps were captured for this model call; "
+                raise RuntimeError("Masks (MasaCtrl): no cross-attention maps were captured for this model call; "
                                    "sample the model with a ComfyUI sampler node (KSampler, SamplerCustom).")
             if 0 not in extra_options["cond_or_uncond"] and maps.missing(guidance.capture_layers, layer):
                 raise CondMapsMissing()
@@ -186,7 +186,7 @@ def installed_patches(model_patcher) -> dict:
 
 def replace_control(model_patcher, control: MutualSelfAttentionControl | None):
     """A clone of a MasaCtrl-patched model whose MasaCtrl patches follow `control` instead (None: removed).
-    Other packs' attn1 patches and MasaCtrl Masks' settings stay as they are."""
+    Other packs' attn1 patches and Masks (MasaCtrl)'s settings stay as they are."""
     installed = installed_patches(model_patcher)
     fallback = next(iter(installed.values())).fallback_attention
     clone = model_patcher.clone()

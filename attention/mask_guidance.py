@@ -23,10 +23,11 @@ def _check_user_mask(mask, name):
     if mask.dim() == 2:
         mask = mask[None]
     if mask.dim() != 3:
-        raise MaskError(f"MasaCtrl Masks: {name} has shape {list(mask.shape)}; connect a MASK ([batch, height, width]).")
+        raise MaskError(f"Masks (MasaCtrl): {name} has shape {list(mask.shape)}; connect a MASK ([batch, height, "
+                        "width]).")
     empty = [i for i in range(mask.shape[0]) if not bool((mask[i] >= 0.5).any())]
     if empty:
-        raise MaskError(f"MasaCtrl Masks: {name} {empty} is empty (no pixel >= 0.5); paint the subject white, "
+        raise MaskError(f"Masks (MasaCtrl): {name} {empty} is empty (no pixel >= 0.5); paint the subject white, "
                         "or leave the input unconnected to use the subject words instead.")
     return mask.detach().float().cpu()
 
@@ -41,16 +42,16 @@ class MaskGuidance:
 
     def __post_init__(self):
         if not 0.0 < self.threshold < 1.0:
-            raise MaskError(f"MasaCtrl Masks: threshold {self.threshold} is out of range; use a value between 0 "
+            raise MaskError(f"Masks (MasaCtrl): threshold {self.threshold} is out of range; use a value between 0 "
                             "and 1 (paper: 0.1). Maps are normalised to 0..1 per image before thresholding.")
         object.__setattr__(self, "source_mask", _check_user_mask(self.source_mask, "source_mask"))
         object.__setattr__(self, "target_mask", _check_user_mask(self.target_mask, "target_mask"))
         if self.subject is None and (self.source_mask is None or self.target_mask is None):
             side = "source_mask" if self.source_mask is None else "target_mask"
-            raise MaskError(f"MasaCtrl Masks: no {side} and no subject words; connect {side} or a SUBJECT "
+            raise MaskError(f"Masks (MasaCtrl): no {side} and no subject words; connect {side} or a SUBJECT "
                             "(Subject Prompts node) so the mask can be made from the cross-attention maps.")
         if self.needs_maps and not self.capture_layers:
-            raise MaskError("MasaCtrl Masks: no cross-attention layer matches map_resolution/map_layers, so no "
+            raise MaskError("Masks (MasaCtrl): no cross-attention layer matches map_resolution/map_layers, so no "
                             "maps can be captured; choose another resolution or 'all' layers.")
 
     @property
@@ -104,7 +105,7 @@ class MaskGuidance:
 
 def _batch_picker(mask, count, name, what):
     if mask.shape[0] not in (1, count):
-        raise MaskError(f"MasaCtrl Masks: {name} has {mask.shape[0]} masks but the batch has {count} {what}; "
+        raise MaskError(f"Masks (MasaCtrl): {name} has {mask.shape[0]} masks but the batch has {count} {what}; "
                         f"give one mask for all, or exactly one per {what.split()[0]} image.")
     return (lambda i: 0) if mask.shape[0] == 1 else (lambda i: i)
 

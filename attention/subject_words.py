@@ -91,7 +91,7 @@ class PromptSubject:
         a token then sits at p, p + length, p + 2*length, ... (their probabilities add up)."""
         if context_length % self.length:
             raise SubjectWordError(
-                f"MasaCtrl Masks: the sampler's prompt has {context_length} tokens, which is not a whole number "
+                f"Masks (MasaCtrl): the sampler's prompt has {context_length} tokens, which is not a whole number "
                 f"of repeats of the subject prompt's {self.length}; feed the sampler the CONDITIONING of the "
                 "Subject Prompts node whose SUBJECT you connected.")
         return [p + r * self.length for r in range(context_length // self.length) for p in self.positions[word]]

@@ -69,8 +69,8 @@ class GridDenoiser:
     def __call__(self, executor, x, timesteps=None, context=None, y=None, control=None, transformer_options={},
                  **kwargs):
         if transformer_options.get(MASKS_KEY) is not None:
-            raise ValueError(f"{NODE}: MasaCtrl Masks take their masks from cross-attention maps of the whole "
-                             "image, which tiles cannot provide. Use MasaCtrl without MasaCtrl Masks on a grid, or "
+            raise ValueError(f"{NODE}: Masks (MasaCtrl) takes its masks from cross-attention maps of the whole "
+                             "image, which tiles cannot provide. Use MasaCtrl without Masks (MasaCtrl) on a grid, or "
                              "sample at the model's native size.")
         batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
         unet = executor.class_obj

@@ -19,7 +19,7 @@ from ..model_files.score_models import ScoreModels, score_images
 from .plots import PlotPoint, labelled_grid, tradeoff_plot
 from .tables import run_table
 
-NODE = "MasaCtrl Schedule Sweep"
+NODE = "Schedule Sweep (MasaCtrl)"  # the node's display name
 # consistency input -> (the score on the plot's vertical axis, its axis title)
 CONSISTENCY = {"clip": ("image_alignment", "consistency: CLIP image cosine to the source"),
                "dino": ("dino_alignment", "consistency: DINO cosine to the source")}

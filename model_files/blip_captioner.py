@@ -23,7 +23,7 @@ REQUIRED_FILES = (
 EXPECTED = ("config.json, model.safetensors (or pytorch_model.bin), preprocessor_config.json and the tokenizer "
             "files (vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json)")
 CHUNK = 8  # images per generate() call
-LOADER = "Load BLIP Caption Model"
+LOADER = "Load BLIP Caption Model (MasaCtrl)"  # the loader node's display name
 
 hf_folders.register(FOLDER)
 
@@ -84,8 +84,8 @@ def caption_images(captioner: BlipCaptioner, images: torch.Tensor, conditional_t
     skip = 1 if prompt is None else prompt["input_ids"].shape[1] - 1
     positions = captioner.blip.config.text_config.max_position_embeddings
     if skip + max_length > positions:
-        raise ValueError(f"BLIP Caption: conditional_text ({skip - 1} tokens) plus max_length {max_length} exceeds "
-                         f"the {positions - 1} tokens this BLIP can write; lower max_length or shorten "
+        raise ValueError(f"BLIP Caption (MasaCtrl): conditional_text ({skip - 1} tokens) plus max_length {max_length} "
+                         f"exceeds the {positions - 1} tokens this BLIP can write; lower max_length or shorten "
                          "conditional_text.")
     progress = comfy.utils.ProgressBar(images.shape[0])
     captions = []

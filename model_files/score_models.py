@@ -23,7 +23,7 @@ CLIP_FILES = (("the model's config", ("config.json",)), ("the weights", hf_folde
 DINO_FILES = CLIP_FILES[:3]
 CLIP_EXPECTED = "config.json, model.safetensors, preprocessor_config.json, tokenizer.json (or vocab.json + merges.txt)"
 DINO_EXPECTED = "config.json, model.safetensors, preprocessor_config.json"
-LOADER = "Load Alignment Score Models"
+LOADER = "Load Alignment Score Models (MasaCtrl)"  # the loader node's display name
 CHUNK = 16  # images per forward pass
 
 hf_folders.register(DINO_FOLDER)

@@ -16,8 +16,10 @@ from ..completion.canvas import (
     target_padding,
 )
 from .input_checks import report, require, rule
+from .mode_widgets import mode_widgets
 
 MODES = ("pixels", "target size", "target aspect")
+EXTEND, PASTE = "Extend Canvas for Outpainting (MasaCtrl)", "Paste Back Original (MasaCtrl)"
 
 
 SIDE_TOOLTIP = ("Mode 'pixels': px to add on the {}. The canvas is rounded up to multiples of 8 (SD's VAE needs "
@@ -37,9 +39,9 @@ def aspect_parses(aspect):
 class ExtendCanvas(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return mode_widgets(io.Schema(
             node_id="MasaCtrlExtendCanvas",
-            display_name="Extend Canvas (outpaint)",
+            display_name=EXTEND,
             category="MasaCtrl/photo completion",
             description="Grow an image for outpainting (e.g. a photo whose feet are cut off, downwards), fill the "
                         "new area and return the masks inpainting, RePaint and Paste Back Original need. The "
@@ -87,7 +89,10 @@ class ExtendCanvas(io.ComfyNode):
                                        "inpainting / RePaint and for Paste Back Original."),
                 io.Mask.Output(display_name="new_area", tooltip="Exactly the added pixels (hard 0/1)."),
             ],
-        )
+        ), mode={"pixels": ("left", "top", "right", "bottom"),
+                 "target size": ("target_width", "target_height", "anchor"),
+                 "target aspect": ("aspect", "anchor")},
+            fill={"noise": ("seed",)})
 
     RULES = (aspect_parses,)
 
@@ -109,7 +114,7 @@ class ExtendCanvas(io.ComfyNode):
                 padding = target_padding(width, height, *aspect_size(width, height, aspect), anchor)
             return io.NodeOutput(*extend_canvas(image, padding, fill, feather, seam_band, seed))
         except CanvasError as error:
-            raise CanvasError(f"Extend Canvas: {error}") from None
+            raise CanvasError(f"{EXTEND}: {error}") from None
 
 
 class PasteBack(io.ComfyNode):
@@ -117,7 +122,7 @@ class PasteBack(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlPasteBack",
-            display_name="Paste Back Original",
+            display_name=PASTE,
             category="MasaCtrl/photo completion",
             description="Put the generated pixels where the mask is white over the original: where the mask is 0 "
                         "the result is bit-identical to original, where it is 1 exactly generated, blended between.",
@@ -128,7 +133,9 @@ class PasteBack(io.ComfyNode):
                 io.Mask.Input("mask", tooltip="Where generated is used (1), original kept (0), blended between: "
                                               "Extend Canvas's mask for this canvas."),
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[io.Image.Output(display_name="image",
+                                     tooltip="original where the mask is 0 (bit-identical), generated where it is 1, "
+                                             "mixed by the mask between: ready to save.")],
         )
 
     @classmethod
@@ -137,4 +144,4 @@ class PasteBack(io.ComfyNode):
         try:
             return io.NodeOutput(paste_back(original, generated, mask))
         except CanvasError as error:
-            raise CanvasError(f"Paste Back Original: {error}") from None
+            raise CanvasError(f"{PASTE}: {error}") from None

@@ -20,6 +20,7 @@ from .input_checks import custom_type, report, require, rule, unavailable_ui, un
 BlipModel_ = custom_type("MASACTRL_BLIP_MODEL", BlipCaptioner, "connect Load BLIP Caption Model's output")
 NO_MODEL = f"(no BLIP model in models/{FOLDER}: see this node's help)"
 CONDITIONING_SLOT = 1
+CAPTION = "BLIP Caption (MasaCtrl)"
 
 
 @rule("model_name", own_options=True)
@@ -42,7 +43,7 @@ class BLIPLoader(io.ComfyNode):
         names = list(model_folders()) or [NO_MODEL]
         return io.Schema(
             node_id="MasaCtrlBLIPLoader",
-            display_name="Load BLIP Caption Model",
+            display_name=LOADER,
             category="MasaCtrl/photo completion",
             description=f"Load a BLIP captioning model (Hugging Face BlipForConditionalGeneration, base or large) "
                         f"from a sub-folder of models/{FOLDER}. ComfyUI loads it to the GPU when captioning and "
@@ -74,7 +75,7 @@ class BLIPCaption(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlBLIPCaption",
-            display_name="BLIP Caption",
+            display_name=CAPTION,
             category="MasaCtrl/photo completion",
             description="Describe each image of a batch with BLIP and build a prompt from each caption: "
                         "prompt_prefix + caption + prompt_suffix. With a CLIP connected, also encodes the prompts "

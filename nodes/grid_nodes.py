@@ -50,7 +50,8 @@ class GridSampling(io.ComfyNode):
                              tooltip="Tiles per UNet call. 0: as many as free memory allows (ComfyUI's own "
                                      "estimate); 1: one at a time, least memory."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="A copy of the model that samples on blended tiles: connect it to "
+                                             "the sampler (or RePaint (MasaCtrl)).")],
         )
 
     RULES = (tiles_fit_the_latent,)

@@ -12,6 +12,7 @@ from ..attention.comfyui_patches import layer_map_of, patch_model
 from ..attention.joint_attention import POSITIONS, TEXT_TOKENS, JointAttentionSettings
 from ..attention.schedule import ScheduleError, parse_layers
 from .input_checks import report, require, rule
+from .mode_widgets import mode_widgets
 from .run_checks import install_masactrl_run_check
 
 SCHEDULE_BY = ["steps", "percent"]
@@ -66,7 +67,7 @@ def source_indices_parse(source_indices):
 class MasaCtrl(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return mode_widgets(io.Schema(
             node_id="MasaCtrlMutualSelfAttention",
             display_name="MasaCtrl",
             category="MasaCtrl",
@@ -128,8 +129,9 @@ class MasaCtrl(io.ComfyNode):
                                         "selection here): MasaCtrl runs in exactly these layers and start_layer/"
                                         "end_layer are ignored. Empty: start_layer/end_layer decide."),
             ],
-            outputs=[io.Model.Output()],
-        )
+            outputs=[io.Model.Output(tooltip="A copy of the model with MasaCtrl: connect it to the sampler (or to "
+                                             "Masks (MasaCtrl) or Grid Sampling (MasaCtrl) first).")],
+        ), schedule_by={"steps": ("start_step", "end_step"), "percent": ("start_percent", "end_percent")})
 
     RULES = (steps_in_order, percents_in_order, layers_in_order, layers_parse, some_part, source_indices_parse)
 
@@ -179,7 +181,8 @@ class BatchConditioning(io.ComfyNode):
                 io.Conditioning.Input("source", tooltip="The source prompt (or an already batched conditioning)."),
                 io.Conditioning.Input("target", tooltip="The target prompt(s), appended after the source."),
             ],
-            outputs=[io.Conditioning.Output()],
+            outputs=[io.Conditioning.Output(tooltip="One row per image: the source prompt, then the targets'. "
+                                                    "The latent batch needs as many images as it has rows.")],
         )
 
     @classmethod

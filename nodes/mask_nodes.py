@@ -1,4 +1,4 @@
-"""Mask-guided MasaCtrl: subject words, the MasaCtrl Masks patch, and the mask preview."""
+"""Mask-guided MasaCtrl: subject words, the Masks (MasaCtrl) patch, and the mask preview."""
 from __future__ import annotations
 
 import comfy.ldm.modules.attention as comfy_attention
@@ -16,6 +16,7 @@ from .input_checks import custom_type, report, require, rule
 from .run_checks import install_latest_run, latest_run_of
 
 Subject_ = custom_type("MASACTRL_SUBJECT", Subject, "connect the subject output of Subject Prompts (MasaCtrl)")
+MASKS, PREVIEW = "Masks (MasaCtrl)", "Mask Preview (MasaCtrl)"
 MAP_RESOLUTIONS = {"1/4 (paper)": 2, "1/2": 1, "1/1": 0, "1/8": 3}
 MAP_LAYERS = {"all": ("encoder", "middle", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
 
@@ -62,17 +63,27 @@ class SubjectPrompts(io.ComfyNode):
             display_name="Subject Prompts (MasaCtrl)",
             category="MasaCtrl",
             description="Encode the source and target prompts as one batch (source first) and find the subject's "
-                        "words in them, for automatic masks (MasaCtrl Masks).",
+                        "words in them, for automatic masks (Masks (MasaCtrl)).",
             inputs=[
-                io.Clip.Input("clip"),
-                io.String.Input("source_prompt", multiline=True, default="a photo of a corgi"),
-                io.String.Input("target_prompt", multiline=True, default="a photo of a corgi jumping"),
+                io.Clip.Input("clip", tooltip="The checkpoint's text encoder (Load Checkpoint's CLIP): encodes both "
+                                              "prompts and tokenizes them to find the subject words."),
+                io.String.Input("source_prompt", multiline=True, default="a photo of a corgi",
+                                tooltip="The prompt of the source image (batch image 0): the subject as it should "
+                                        "look."),
+                io.String.Input("target_prompt", multiline=True, default="a photo of a corgi jumping",
+                                tooltip="The prompt of the target image (batch image 1): the same subject doing or "
+                                        "showing something else."),
                 io.String.Input("source_words", default="corgi",
                                 tooltip="The subject in the source prompt: words or phrases of it, separated by commas."),
                 io.String.Input("target_words", default="",
                                 tooltip="The subject in the target prompt; empty: the same words as source_words."),
             ],
-            outputs=[io.Conditioning.Output(display_name="conditioning"), Subject_.Output(display_name="subject")],
+            outputs=[io.Conditioning.Output(display_name="conditioning",
+                                            tooltip="Both prompts encoded as one batch, source first: the sampler's "
+                                                    "positive. Use a latent batch of 2."),
+                     Subject_.Output(display_name="subject",
+                                     tooltip="Where the subject words sit in each prompt's tokens: for Masks "
+                                             "(MasaCtrl)'s subject input.")],
         )
 
     RULES = (source_words_given, source_words_in_prompt, target_words_in_prompt)
@@ -100,14 +111,15 @@ class MaskGuidanceNode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlMasks",
-            display_name="MasaCtrl Masks",
+            display_name=MASKS,
             category="MasaCtrl",
             description="Mask-guided MasaCtrl: the target's foreground reads the source's foreground and its "
                         "background the source's background, so subject and background stop mixing. Masks come "
                         "from the subject words' cross-attention (automatic) or from MASK inputs. Use together with "
                         "the MasaCtrl node, in either order.",
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="The model to sample with (before or after MasaCtrl). It is not "
+                                                "changed; a copy is returned."),
                 io.Float.Input("threshold", default=0.1, min=0.001, max=0.999, step=0.01,
                                tooltip="Automatic masks: a pixel is subject where its normalised map is at least "
                                        "this (paper: 0.1)."),
@@ -127,7 +139,9 @@ class MaskGuidanceNode(io.ComfyNode):
                               tooltip="Where the subject should be in the target(s), any size; replaces the automatic "
                                       "target mask. One mask, or one per target."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="A copy of the model whose MasaCtrl layers read foreground from "
+                                             "foreground and background from background; MasaCtrl must be on it "
+                                             "too (either order).")],
         )
 
     @classmethod
@@ -147,7 +161,7 @@ class MaskGuidanceNode(io.ComfyNode):
         if not sites and (source_mask is None or target_mask is None):
             usable = [name for name, level in MAP_RESOLUTIONS.items()
                       if capture_sites(diffusion_model, level, MAP_LAYERS[map_layers])]
-            raise ValueError(f"MasaCtrl Masks: this model has no cross-attention layers at map_resolution "
+            raise ValueError(f"{MASKS}: this model has no cross-attention layers at map_resolution "
                              f"{map_resolution} in map_layers '{map_layers}'; choose one of {usable}.")
         guidance = MaskGuidance(threshold, subject, source_mask, target_mask, frozenset(sites))
         patched = cls.patch(model, guidance, sites if guidance.needs_maps else {})
@@ -176,19 +190,26 @@ class MaskPreview(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="MasaCtrlMaskPreview",
-            display_name="MasaCtrl Mask Preview",
+            display_name=PREVIEW,
             category="MasaCtrl",
-            description="Show the subject maps and masks that MasaCtrl Masks made during the latest sampling run of "
+            description="Show the subject maps and masks that Masks (MasaCtrl) made during the latest sampling run of "
                         "this model, one per image and word.",
             inputs=[
-                io.Model.Input("model", tooltip="The MODEL from MasaCtrl Masks (or later) that the sampler used."),
+                io.Model.Input("model", tooltip="The MODEL the sampler used: Masks (MasaCtrl)'s output, or a later "
+                                                "patch's."),
                 io.Latent.Input("samples", tooltip="The sampler's output: sets the size, and runs this node after it."),
                 io.Int.Input("step", default=-1, min=-1, max=10000,
                              tooltip="Which sampling step to show; -1: the last step that made masks."),
                 io.Image.Input("images", optional=True, tooltip="Decoded images to lay the maps over."),
             ],
-            outputs=[io.Image.Output(display_name="maps"), io.Mask.Output(display_name="masks"),
-                     io.String.Output(display_name="labels")],
+            outputs=[io.Image.Output(display_name="maps",
+                                     tooltip="One heat map per image and word (blue low, red high), at image size, "
+                                             "half over the images where connected."),
+                     io.Mask.Output(display_name="masks",
+                                    tooltip="The thresholded masks at image size, one per image and word, in the "
+                                            "order of maps."),
+                     io.String.Output(display_name="labels",
+                                      tooltip="One line per map: its image, word and step.")],
             is_output_node=True,  # it shows its preview even when nothing else uses its outputs
         )
 
@@ -200,20 +221,20 @@ class MaskPreview(io.ComfyNode):
         recorder = model.get_attachment(RECORDER_KEY)
         guidance = model.model_options.get("transformer_options", {}).get(MASKS_KEY)
         if recorder is None or guidance is None:
-            raise ValueError("MasaCtrl Mask Preview: this model has no MasaCtrl Masks; connect the MODEL output of "
-                             "MasaCtrl Masks (the one the sampler used).")
+            raise ValueError(f"{PREVIEW}: this model has no {MASKS}; connect the MODEL output of {MASKS} (the one "
+                             "the sampler used).")
         if not recorder.steps:
-            raise ValueError("MasaCtrl Mask Preview: no automatic masks were made with this model yet (masks from "
+            raise ValueError(f"{PREVIEW}: no automatic masks were made with this model yet (masks from "
                              "MASK inputs are not recorded; MasaCtrl may not have reached its start step); run the "
                              "sampler first and connect its LATENT to samples.")
         chosen = recorder.last_step() if step == -1 else step
         if chosen not in recorder.steps:
-            raise ValueError(f"MasaCtrl Mask Preview: step {step} made no masks; steps with masks: "
+            raise ValueError(f"{PREVIEW}: step {step} made no masks; steps with masks: "
                              f"{sorted(recorder.steps)}.")
         maps, words = recorder.steps[chosen]
         latent = samples["samples"]
         if latent.shape[0] != maps.shape[0]:
-            raise ValueError(f"MasaCtrl Mask Preview: samples has {latent.shape[0]} image(s) but the last run of this "
+            raise ValueError(f"{PREVIEW}: samples has {latent.shape[0]} image(s) but the last run of this "
                              f"model had {maps.shape[0]}; connect the LATENT of the sampler that used this model.")
         shown, masks, picked = preview(maps, words, latent.shape[-2] * 8, latent.shape[-1] * 8, guidance.threshold,
                                        images)

@@ -76,7 +76,12 @@ class OpenPoseDetect(io.ComfyNode):
                                      tooltip="From Load OpenPose Model, which keeps the networks loaded between "
                                              "runs; unconnected: the files are read on every run."),
             ],
-            outputs=[io.Image.Output(display_name="pose_image"), PoseKeypoint.Output(display_name="pose")],
+            outputs=[io.Image.Output(display_name="pose_image",
+                                     tooltip="The detected pose drawn in OpenPose colours on black, at the image's "
+                                             "size: the openpose ControlNet's hint."),
+                     PoseKeypoint.Output(display_name="pose",
+                                         tooltip="The keypoints in the image's pixels (POSE_KEYPOINT, one frame per "
+                                                 "image): for the Pose Editor or comfyui_controlnet_aux nodes.")],
         )
 
     @classmethod
@@ -127,7 +132,12 @@ class PoseEditor(io.ComfyNode):
                                 tooltip="The edited pose (OpenPose JSON), written by the editor; empty: the pose "
                                         "input unchanged."),
             ],
-            outputs=[PoseKeypoint.Output(display_name="pose"), io.Image.Output(display_name="pose_image")],
+            outputs=[PoseKeypoint.Output(display_name="pose",
+                                         tooltip="The edited keypoints (POSE_KEYPOINT), scaled to the image's size "
+                                                 "where one is connected."),
+                     io.Image.Output(display_name="pose_image",
+                                     tooltip="The edited pose drawn in OpenPose colours on black, at the image's size "
+                                             "(else the pose's canvas): the openpose ControlNet's hint.")],
         )
 
     @classmethod
@@ -176,7 +186,9 @@ class PoseRender(io.ComfyNode):
                 io.Boolean.Input("draw_hands", default=True, tooltip="Draw the hand keypoints, where present."),
                 io.Boolean.Input("draw_face", default=True, tooltip="Draw the face keypoints, where present."),
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[io.Image.Output(display_name="image",
+                                     tooltip="One drawing per pose frame, OpenPose colours on black: the openpose "
+                                             "ControlNet's hint.")],
         )
 
     @classmethod

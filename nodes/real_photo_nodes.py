@@ -88,7 +88,8 @@ class FollowInversionNode(io.ComfyNode):
                 io.Int.Input("source_index", default=0, min=0, max=63,
                              tooltip="Which image of the latent batch is the photo's branch (MasaCtrl's source: 0)."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="A copy of the model whose source image retraces the inversion "
+                                             "to the photo: sample with KSamplerAdvanced, add_noise disabled.")],
         )
 
     @classmethod

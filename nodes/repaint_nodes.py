@@ -41,7 +41,8 @@ class RePaintSampler(io.ComfyNode):
         return io.Schema(
             node_id="MasaCtrlRePaintSampler",
             display_name="RePaint Sampler (MasaCtrl)",
-            category="MasaCtrl/photo completion",
+            # Where ComfyUI lists the nodes that make a SAMPLER for SamplerCustom (KSamplerSelect, ...).
+            category="sampling/custom_sampling/samplers",
             description="A SAMPLER for SamplerCustom: RePaint resampling around any sampler's steps. The latent "
                         "needs a noise mask (Set Latent Noise Mask): outside it the original is re-imposed, "
                         "freshly noised, after every step. Choose the re-noising step with the sigmas (e.g. "
@@ -51,7 +52,8 @@ class RePaintSampler(io.ComfyNode):
                                            "ancestral and SDE samplers get fresh noise per step."),
                     io.Int.Input("jump_length", default=5, min=1, max=1000, tooltip=JUMP_TOOLTIP),
                     io.Int.Input("resamplings", default=3, min=1, max=100, tooltip=RESAMPLINGS_TOOLTIP)],
-            outputs=[io.Sampler.Output()],
+            outputs=[io.Sampler.Output(tooltip="For SamplerCustom's sampler input; the latent needs a noise "
+                                               "mask (Set Latent Noise Mask).")],
         )
 
     @classmethod
@@ -78,16 +80,23 @@ class RePaint(io.ComfyNode):
                         "Paste Back to keep the original pixels exactly.",
             inputs=[
                 io.Model.Input("model", tooltip="The model (any patches: Grid Sampling, MasaCtrl, ...)."),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
+                io.Conditioning.Input("positive", tooltip="What the regenerated region should show, as for KSampler "
+                                                          "(e.g. BLIP Caption's conditioning)."),
+                io.Conditioning.Input("negative", tooltip="What it should not show, as for KSampler."),
                 io.Latent.Input("latent_image", tooltip="The finished image's latent (VAE Encode)."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="Seed of the re-noising and of every resampling jump's fresh noise; the same "
+                                     "seed gives the same result."),
                 io.Int.Input("steps", default=20, min=1, max=10000,
                              tooltip="Steps that run, before resampling (as KSampler with denoise < 1)."),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale, as in KSampler: higher follows the prompt "
+                                       "more closely."),
                 io.Combo.Input("sampler_name", options=STEP_SAMPLERS, default="ddpm",
                                tooltip="The sampler making each reverse step (ddpm: the paper's)."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal"),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
+                               tooltip="Sigma schedule, as in KSampler; denoise picks where on it the re-noising "
+                                       "starts."),
                 io.Float.Input("denoise", default=0.5, min=0.01, max=1.0, step=0.01,
                                tooltip="Re-noising strength: how far back the image is noised (1: pure noise)."),
                 io.Int.Input("jump_length", default=5, min=1, max=1000, tooltip=JUMP_TOOLTIP),
@@ -96,7 +105,8 @@ class RePaint(io.ComfyNode):
                               tooltip="The region to regenerate (the new area plus a seam band: Extend Canvas's "
                                       "mask), at the image's size. Without it, the latent's noise mask is used."),
             ],
-            outputs=[io.Latent.Output()],
+            outputs=[io.Latent.Output(tooltip="The harmonised latent: VAE Decode it, then Paste Back Original "
+                                              "(MasaCtrl) to keep the pixels outside the mask exact.")],
         )
 
     RULES = (jumps_fit_the_steps, something_to_repaint)

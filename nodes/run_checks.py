@@ -6,7 +6,7 @@ InputError naming that node's input and the fix, so the error reaches /history l
   a percent window between two steps, would silently sample without MasaCtrl); every image must have its own
   prompt row (ComfyUI repeats 2 prompt rows over a batch of 3, so image 2 would get the source prompt, and
   Subject Prompts' word positions would be the wrong prompt's); the batch must fit source_indices.
-- MasaCtrl Masks: the output of the latest run is kept, so that Mask Preview can tell whether the maps it
+- Masks (MasaCtrl): the output of the latest run is kept, so that Mask Preview can tell whether the maps it
   would show belong to the samples it is given.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def install_masactrl_run_check(model_patcher):
 
 class LatestRun:
     """outer_sample wrapper keeping the output latent of the latest run of a model and its clones (which
-    share it, as they share MasaCtrl Masks' map recorder)."""
+    share it, as they share Masks (MasaCtrl)'s map recorder)."""
 
     def __init__(self):
         self.output: torch.Tensor | None = None

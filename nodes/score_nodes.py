@@ -69,7 +69,7 @@ class ScoreModelLoader(io.ComfyNode):
         clips = list(clip_folders()) or [NO_CLIP]
         return io.Schema(
             node_id="MasaCtrlScoreModelLoader",
-            display_name="Load Alignment Score Models",
+            display_name=LOADER,
             category="MasaCtrl/evaluation",
             description=f"Load the models that score MasaCtrl results: a CLIP (Hugging Face CLIPModel folder, "
                         f"image and text towers) from models/{CLIP_FOLDER}, and optionally DINO (DINOv2 or DINO "
@@ -84,7 +84,7 @@ class ScoreModelLoader(io.ComfyNode):
                                        "facebook/dino-vits16) for DINO image consistency; none: CLIP only."),
             ],
             outputs=[ScoreModels_.Output(display_name="score_models",
-                                         tooltip="For Alignment Scores and MasaCtrl Schedule Sweep.")],
+                                         tooltip="For Alignment Scores and Schedule Sweep (MasaCtrl).")],
         )
 
     RULES = (clip_model_found, dino_model_found)

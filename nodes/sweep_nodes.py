@@ -1,4 +1,4 @@
-"""MasaCtrl Schedule Sweep: sample the same batch with the same noise once per value of one MasaCtrl schedule
+"""Schedule Sweep (MasaCtrl): sample the same batch with the same noise once per value of one MasaCtrl schedule
 parameter, score every run, and draw the trade-off (text alignment against consistency, one point per value)
 and a grid of the results: MasaCtrl's ablations, for the user's own subject."""
 from __future__ import annotations
@@ -10,13 +10,11 @@ import comfy.utils
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..evaluation.comfyui_sweep import CONSISTENCY, masactrl_control, run_sweep, sweep_report
+from ..evaluation.comfyui_sweep import CONSISTENCY, NODE, masactrl_control, run_sweep, sweep_report
 from ..evaluation.scores import prompts_per_image
 from ..evaluation.sweep_settings import EXAMPLES, PARAMETERS, SweepError, sweep_settings, values_problem
 from .input_checks import report, require, rule
 from .score_nodes import PROMPTS_TOOLTIP, ScoreModels_, prompts_given
-
-NODE = "MasaCtrl Schedule Sweep"
 
 
 @rule("parameter", "values", "steps")
@@ -49,15 +47,24 @@ class ScheduleSweep(io.ComfyNode):
                                                 "swept one."),
                 io.Vae.Input("vae", tooltip="To decode each run for scoring."),
                 io.Conditioning.Input("positive", tooltip="As for KSampler: one row per image (Batch Conditioning)."),
-                io.Conditioning.Input("negative"),
+                io.Conditioning.Input("negative", tooltip="As for KSampler: the negative prompt (one row, or one per "
+                                                          "image)."),
                 io.Latent.Input("latent_image", tooltip="The batch: sources and targets, as for KSampler."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="The same noise for every run, so only the swept setting differs."),
-                io.Int.Input("steps", default=20, min=1, max=10000),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="ddim"),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform"),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Int.Input("steps", default=20, min=1, max=10000,
+                             tooltip="Sampling steps of every run; step values (start_step, end_step) count these."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale of every run, as in KSampler (MasaCtrl's "
+                                       "paper: 7.5)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="ddim",
+                               tooltip="ComfyUI's sampler for every run, as in KSampler (the paper: ddim)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform",
+                               tooltip="Sigma schedule of every run, as in KSampler (ddim_uniform: the paper's "
+                                       "DDIM steps)."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="How much of the schedule runs, as in KSampler: 1 samples from pure noise; "
+                                       "below 1 starts from latent_image partly noised."),
                 io.Combo.Input("parameter", options=list(PARAMETERS), default="end_step",
                                tooltip="The MasaCtrl setting to vary. layers: part names (encoder, middle, "
                                        "decoder, joined by +, or all) or layer ranges such as 10-15."),

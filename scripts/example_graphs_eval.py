@@ -1,4 +1,4 @@
-"""Node and link list of the evaluation example: MasaCtrl Schedule Sweep over the final step, as in
+"""Node and link list of the evaluation example: Schedule Sweep (MasaCtrl) over the final step, as in
 MasaCtrl's ablations. Used by export_example_workflows.py, which builds it in the real front end, exports it and
 screenshots it as its thumbnail."""
 from __future__ import annotations

@@ -19,10 +19,10 @@ Image 0 is the source ("{MASK_SOURCE}"), image 1 the target ("{MASK_TARGET}"), f
 
 - Subject Prompts encodes both prompts as one batch and finds the subject word "corgi" in each.
 - MasaCtrl: from step 4 the target's decoder self-attention reads the source's keys and values.
-- MasaCtrl Masks: the cross-attention of "corgi" becomes a mask in every step, so the target's corgi reads only the source's corgi and its background only the source's background: the grass does not leak onto the beach.
-- MasaCtrl Mask Preview shows the map of each word over the result (blue low, red high) and the thresholded masks.
+- Masks (MasaCtrl): the cross-attention of "corgi" becomes a mask in every step, so the target's corgi reads only the source's corgi and its background only the source's background: the grass does not leak onto the beach.
+- Mask Preview (MasaCtrl) shows the map of each word over the result (blue low, red high) and the thresholded masks.
 
-Masks of your own: connect MASK inputs (source_mask, target_mask) on MasaCtrl Masks instead of, or besides, the subject."""
+Masks of your own: connect MASK inputs (source_mask, target_mask) on Masks (MasaCtrl) instead of, or besides, the subject."""
 
 NOTE_PHOTO = f"""MasaCtrl on a real photo: DDIM inversion
 

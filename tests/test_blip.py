@@ -272,11 +272,11 @@ def test_executor_errors_are_clear(blip):
     # blocked output's reason over the websocket only); unconnected, the reason is the node's UI output.
     g = graph(blip)
     outputs = comfy_harness.run_graph(blip.comfy, g)
-    assert outputs["caption"]["unavailable_outputs"][0].startswith("BLIP Caption: the conditioning output needs a "
-                                                                   "CLIP: connect the clip input")
+    assert outputs["caption"]["unavailable_outputs"][0].startswith("BLIP Caption (MasaCtrl): the conditioning output "
+                                                                   "needs a CLIP: connect the clip input")
     assert len(outputs["each"]["text"]) == 3
     g["zero"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["caption", 1]}}
     g["show"] = {"class_type": "PreviewAny", "inputs": {"source": ["zero", 0]}}
-    with pytest.raises(RuntimeError, match="'node_id': 'caption'.*BLIP Caption: the conditioning output needs a "
-                                           "CLIP: connect the clip input"):
+    with pytest.raises(RuntimeError, match=r"'node_id': 'caption'.*BLIP Caption \(MasaCtrl\): the conditioning output "
+                                           "needs a CLIP: connect the clip input"):
         comfy_harness.run_graph(blip.comfy, g)

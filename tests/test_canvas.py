@@ -304,8 +304,8 @@ def test_nodes_are_registered_with_a_tooltip_on_every_input(comfy):
     for node_id in (EXTEND, PASTE):
         schema = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].define_schema()
         assert [i.id for i in schema.inputs if not i.tooltip] == [], node_id
-    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS[EXTEND] == "Extend Canvas (outpaint)"
-    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS[PASTE] == "Paste Back Original"
+    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS[EXTEND] == "Extend Canvas for Outpainting (MasaCtrl)"
+    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS[PASTE] == "Paste Back Original (MasaCtrl)"
 
 
 def extend_node(image, **inputs):
@@ -370,13 +370,15 @@ def test_bad_inputs_through_the_executor_name_the_input(comfy):
     from comfy_harness import run_graph
 
     empty = {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}}
-    with pytest.raises(RuntimeError, match="Extend Canvas: target_width is 500, not a multiple of 8"):
+    with pytest.raises(RuntimeError,
+                       match=r"Extend Canvas for Outpainting \(MasaCtrl\): target_width is 500, not a multiple of 8"):
         run_graph(comfy, {"empty": empty, "extend": extend_node(["empty", 0], mode="target size", target_width=500),
                           "save": save(["extend", 0], "canvas_bad")})
     g = {"empty": empty, "a": extend_node(["empty", 0], bottom=16), "b": extend_node(["empty", 0], bottom=8),
          "paste": {"class_type": PASTE, "inputs": {"original": ["a", 0], "generated": ["a", 0], "mask": ["b", 1]}},
          "save": save(["paste", 0], "canvas_bad")}
-    with pytest.raises(RuntimeError, match="Paste Back Original: mask is 16x24 but the images are 16x32"):
+    with pytest.raises(RuntimeError, match=r"Paste Back Original \(MasaCtrl\): mask is 16x24 but the images are "
+                                           r"16x32"):
         run_graph(comfy, g)
     with pytest.raises(ValueError, match="ComfyUI rejected the graph.*left"):
         run_graph(comfy, {**g, "a": extend_node(["empty", 0], left=-8)})

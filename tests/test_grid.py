@@ -290,7 +290,7 @@ def test_grid_with_masactrl_masks_is_refused_clearly(sd):
                                               map_layers="all", source_mask=torch.ones(1, 64, 64),
                                               target_mask=torch.ones(1, 64, 64)).result[0]
     latent = {"samples": torch.zeros(2, 4, 8, 8)}
-    with pytest.raises(ValueError, match="MasaCtrl Masks take their masks from cross-attention maps"):
+    with pytest.raises(ValueError, match=r"Masks \(MasaCtrl\) takes its masks from cross-attention maps"):
         sd.nodes.common_ksampler(grid(sd, masked), 1, 2, 6.0, "euler", "normal", sd.positive, sd.negative, latent)
 
 

@@ -518,7 +518,7 @@ def test_an_output_that_cannot_be_produced_is_an_error_in_history_when_connected
     graph["caption"]["inputs"]["max_length"] = 6  # a new result: this run decides, and the prompt fails
     node, kind, message = error_of(env.run(graph))
     assert node == "caption" and kind == "InputError"
-    assert message.startswith("BLIP Caption: the conditioning output needs a CLIP: connect the clip input")
+    assert message.startswith("BLIP Caption (MasaCtrl): the conditioning output needs a CLIP: connect the clip input")
     graph["caption"]["inputs"]["clip"] = ["ckpt", 1]
     assert env.run(graph).success
 

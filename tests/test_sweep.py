@@ -1,4 +1,4 @@
-"""MasaCtrl Schedule Sweep: the settings built from a value list (pure), and the node in the real ComfyUI: each run
+"""Schedule Sweep (MasaCtrl): the settings built from a value list (pure), and the node in the real ComfyUI: each run
 equals the KSampler run it stands for, scores, grid and plot come out, progress covers every run, Cancel stops it,
 the input model is left as it was, and bad inputs are refused before anything is sampled. ComfyUI tests skip, with
 the reason printed, where no checkout is found."""
@@ -210,9 +210,9 @@ def test_bad_inputs_are_refused_before_sampling(sd, monkeypatch):
     monkeypatch.setattr(comfy.sample, "sample", lambda *a, **k: pytest.fail("sampled before checking the inputs"))
     with pytest.raises(ValueError, match="the model has no MasaCtrl: connect the MasaCtrl node's output"):
         sweep(sd, model=sd.model)
-    with pytest.raises(ValueError, match="MasaCtrl Schedule Sweep: values is empty"):
+    with pytest.raises(ValueError, match=r"Schedule Sweep \(MasaCtrl\): values is empty"):
         sweep(sd, values="")
-    with pytest.raises(ValueError, match="MasaCtrl Schedule Sweep: end_step: 9 is out of range"):
+    with pytest.raises(ValueError, match=r"Schedule Sweep \(MasaCtrl\): end_step: 9 is out of range"):
         sweep(sd, values="0, 9")
     with pytest.raises(ValueError, match="consistency is dino, but no DINO model is loaded"):
         sweep(sd, consistency="dino")
