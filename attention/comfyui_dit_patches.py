@@ -10,7 +10,7 @@ only: no model forward or block is copied, so the patch follows core updates of 
 - an APPLY_MODEL wrapper decides once per model call what every block of the call shares: whether the step is
   active, each row's source, the text length, the token grid and, for "beside", RoPE's rotation by one canvas
   width.
-- With MasaCtrl Masks (its guidance under MASKS_KEY, the evaluation's maps under MAPS_KEY): the double-stream
+- With Masks (MasaCtrl) (its guidance under MASKS_KEY, the evaluation's maps under MAPS_KEY): the double-stream
   blocks record the subject words' maps from the cond rows' image-to-text attention, and active blocks run the
   masked form (joint_attention.masked_joint_attention). So every block is patched; a block with nothing to do
   runs as unpatched.
@@ -57,7 +57,7 @@ def dit_layer_map_of(diffusion_model) -> DiTLayerMap:
 
 
 def dit_capture_layers(layer_map: DiTLayerMap) -> frozenset:
-    """Where MasaCtrl Masks records the subject maps on a diffusion transformer: the double-stream (joint)
+    """Where Masks (MasaCtrl) records the subject maps on a diffusion transformer: the double-stream (joint)
     blocks, whose text tokens are still the prompt's own stream (in Flux's single-stream blocks text and image
     share one stream), all of them, so that every later block has the maps of the blocks before it."""
     return frozenset(i for i, site in enumerate(layer_map.sites) if site[0] == "double_block")
@@ -141,7 +141,7 @@ class MasaCtrlDiTBlock:
 
 class JointMutualAttention:
     """optimized_attention_override for one block call: records the subject maps where asked, then K'/V'
-    (joint_attention.py), masked where MasaCtrl Masks says so, on the kernel ComfyUI chose."""
+    (joint_attention.py), masked where Masks (MasaCtrl) says so, on the kernel ComfyUI chose."""
 
     def __init__(self, dit: MasaCtrlDiT, call: DiTCall, layer: int, text: int, image: int, mutual: bool = True,
                  capture: bool = False, guidance=None, maps=None, previous=None):
@@ -177,7 +177,7 @@ class JointMutualAttention:
             return kernel(q, k2, v2)
         source_fg, target_weight = masks
         if image.stop - image.start != source_fg.shape[1]:
-            raise ValueError(f"MasaCtrl Masks: this model call has {image.stop - image.start} image tokens but the "
+            raise ValueError(f"Masks (MasaCtrl): this model call has {image.stop - image.start} image tokens but the "
                              f"latent makes {source_fg.shape[1]} (reference images, e.g. Flux Kontext, add their "
                              "own); masks cover a plain latent only: remove the reference latents or the masks.")
         out_dim = 2 if kwargs.get("skip_output_reshape", False) else 1
@@ -185,7 +185,7 @@ class JointMutualAttention:
                                       source_fg, target_weight, control.layout, len(self.call.cond_or_uncond))
 
     def record(self, q, k, heads, token_dim, image):
-        """The cond rows' image-to-text attention of the subject's tokens (MasaCtrl Masks' maps)."""
+        """The cond rows' image-to-text attention of the subject's tokens (Masks (MasaCtrl)' maps)."""
         chunks = self.call.cond_or_uncond
         batch = q.shape[0] // len(chunks)
         rows = slice(chunks.index(0) * batch, (chunks.index(0) + 1) * batch)
@@ -219,7 +219,7 @@ def patch_dit_model(model_patcher, control: MutualSelfAttentionControl, settings
     remove_dit_patches(model_patcher)
     dit = MasaCtrlDiT(control, settings, model_patcher.get_model_object("diffusion_model"))
     replaced, active = _dit_replaces(model_patcher), set(control.active_sites)
-    for layer, site in enumerate(control.layer_map.sites):  # every block: MasaCtrl Masks may record maps there
+    for layer, site in enumerate(control.layer_map.sites):  # every block: Masks (MasaCtrl) may record maps there
         patch = MasaCtrlDiTBlock(dit, site, layer, site in active, replaced.get(site))
         model_patcher.set_model_patch_replace(patch, "dit", *site)
     model_patcher.remove_wrappers_with_key(APPLY_MODEL, CALL_KEY)

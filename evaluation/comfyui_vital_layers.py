@@ -10,7 +10,7 @@ from ..attention.comfyui_dit_patches import dit_layer_map_of, installed_dit_patc
 from .comfyui_sweep import progress_callback
 from .vital_layers import relative_change
 
-NODE = "Vital Layers"
+NODE = "Vital Layers (MasaCtrl)"
 
 
 def bypass(args, extra):

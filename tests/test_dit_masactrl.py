@@ -241,7 +241,7 @@ def test_bad_inputs_get_clear_errors(dit):
     if dit.family not in GUIDED:  # joint blocks only
         with pytest.raises(ValueError, match="contain no layer of the selected parts"):
             masactrl(dit, blocks="single")
-    with pytest.raises(ValueError, match="MasaCtrl Masks: no source_mask and no subject words"):
+    with pytest.raises(ValueError, match=r"Masks \(MasaCtrl\): no source_mask and no subject words"):
         masks_node(dit, masactrl(dit))
     with pytest.raises(ValueError, match="target_mask has 3 masks but the batch has 1 target"):
         run(dit, masks_node(dit, masactrl(dit), source_mask=torch.ones(1, 8, 8), target_mask=torch.ones(3, 8, 8)))
@@ -436,6 +436,7 @@ def test_subject_words_on_qwen_image_are_refused():
 def test_subject_words_with_the_t5_tokenizer(comfy, family):
     import comfy.text_encoders.flux
     import comfy.text_encoders.sd3_clip
+
     from masactrl_suite.attention.comfyui_conditioning import prompt_subject
     from masactrl_suite.attention.subject_words import SubjectWordError
 
