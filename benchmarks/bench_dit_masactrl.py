@@ -23,7 +23,6 @@ the swapped keys): same kernel by construction; --pytorch-attention selects SDPA
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from process_memory import print_peak_growth
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
@@ -69,6 +70,7 @@ def build_model(args, torch):
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models as supported
+
     from comfy_harness import init_random_
 
     config_class, unet = (supported.Flux, FLUX_DEV) if args.family == "flux" else (supported.SD3, SD35_LARGE)
@@ -110,6 +112,7 @@ def setup(args):
     comfy.cli_args.args.use_pytorch_cross_attention = args.pytorch_attention
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.sample
+
     from masactrl_suite.nodes.masactrl_nodes import MasaCtrl
 
     model, net = build_model(args, torch)
@@ -146,27 +149,17 @@ def setup(args):
     return models, sample, comfy_attention.optimized_attention.__name__
 
 
-def status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def mem_child(args):
     sample = setup(args)[1]
     sample(args.mem_child, 1)  # first-call costs out of the way
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
-    before = status_kib("VmRSS")
-    sample(args.mem_child, args.steps)
-    print(json.dumps({"growth_mib": (status_kib("VmHWM") - before) / 1024, "rss_mib": before / 1024}))
+    print_peak_growth(lambda: sample(args.mem_child, args.steps))
 
 
 def peak_memory(args, key):
     opts = ["--family", args.family, "--resolution", args.resolution, "--double", args.double, "--single",
             args.single, "--steps", 1, "--threads", args.threads, "--mem-child", key]
     opts += ["--pytorch-attention"] if args.pytorch_attention else []
-    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True, check=False)
     if r.returncode:
         raise RuntimeError(f"memory run ({key}) failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -180,7 +173,7 @@ def main():
     args = parse_args()
     if args.mem_child:
         return mem_child(args)
-    models, sample, kernel = setup(args)
+    _, sample, kernel = setup(args)
     keys = ["off", "on"]
     for key in keys:
         sample(key, 1)  # warm-up
@@ -196,8 +189,8 @@ def main():
             times[key]["blocks"].append(BLOCK_TIME[0] / args.steps)
         loads.append(os.getloadavg()[0])
     kept = f"{args.double} double" + (f" + {args.single} single" if args.family == "flux" else "") + " blocks"
-    lines = [f"### {args.family}: {args.resolution} px, {kept} at full width, {args.steps} steps x {args.rounds} "
-             f"rounds, kernel {kernel}",
+    lines = [(f"### {args.family}: {args.resolution} px, {kept} at full width, {args.steps} steps x {args.rounds} "
+              f"rounds, kernel {kernel}"),
              f"load average during the run: {spread(loads, lambda x: f'{x:.2f}')} (min/median/max)", "",
              "| config | CPU s/step | wall s/step | CPU s/step in blocks | CPU vs off | blocks vs off | wall vs off |",
              "|---|---|---|---|---|---|---|"]

@@ -16,7 +16,6 @@ ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from process_memory import print_peak_growth
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
@@ -79,6 +80,7 @@ def setup(args):
     import comfy.model_patcher
     import comfy.sample
     from comfy.ldm.modules.attention import optimized_attention
+
     from comfy_harness import SD15_FULL_UNET, build_sd15_model, schema_defaults
     from masactrl_suite.attention.subject_words import PromptSubject, Subject
     from masactrl_suite.nodes.masactrl_nodes import MasaCtrl
@@ -110,21 +112,11 @@ def setup(args):
     return torch, models, sample, optimized_attention.__name__
 
 
-def status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def cpu_mem_child(args):
     """One config in a fresh process, so no config sees another's freed-but-kept heap: peak RSS growth of
     one sampling run over the RSS with the model built, via VmHWM reset by /proc/self/clear_refs."""
     sample = setup(args)[2]
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM (peak RSS) to the current RSS, so the model build's peak is not counted
-    before = status_kib("VmRSS")
-    sample(args.mem_child, args.steps)
-    print(json.dumps({"growth_mib": (status_kib("VmHWM") - before) / 1024, "rss_mib": before / 1024}))
+    print_peak_growth(lambda: sample(args.mem_child, args.steps))
 
 
 def cpu_mem(args, key):

@@ -26,7 +26,6 @@ unpatched layers. ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from process_memory import print_peak_growth
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
@@ -81,6 +82,7 @@ def setup(args):
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.sample
+
     from comfy_harness import SD15_FULL_UNET, build_sd15_model
     from masactrl_suite.attention.subject_words import PromptSubject, Subject
     from masactrl_suite.nodes.masactrl_nodes import MasaCtrl
@@ -128,20 +130,10 @@ def setup(args):
     return torch, models, sample, comfy_attention.optimized_attention.__name__
 
 
-def status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def mem_child(args):
     sample = setup(args)[2]
     sample(args.mem_child, 1)  # first-call costs (allocator, kernel selection) out of the way
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
-    before = status_kib("VmRSS")
-    sample(args.mem_child, args.steps)
-    print(json.dumps({"growth_mib": (status_kib("VmHWM") - before) / 1024, "rss_mib": before / 1024}))
+    print_peak_growth(lambda: sample(args.mem_child, args.steps))
 
 
 def peak_memory(args, key):
