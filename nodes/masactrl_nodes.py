@@ -52,7 +52,8 @@ def layers_parse(layers):
 @rule("encoder", "middle", "decoder")
 def some_part(encoder, middle, decoder):
     if not (encoder or middle or decoder):
-        return "encoder, middle and decoder are all off, so MasaCtrl would act on no layer; switch one on."
+        return ("encoder, middle and decoder are all off, so MasaCtrl would act on no layer of a UNet; switch one on "
+                "(on a diffusion transformer leave them on and choose its blocks with the blocks input).")
 
 
 @rule("source_indices")

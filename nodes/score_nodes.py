@@ -6,7 +6,7 @@ import json
 
 from comfy_api.v0_0_2 import io
 
-from ..attention import BatchLayout, BatchLayoutError
+from ..attention import BatchLayout
 from ..evaluation.scores import prompts_per_image
 from ..evaluation.tables import image_table
 from ..model_files.score_models import (
@@ -22,6 +22,7 @@ from ..model_files.score_models import (
     score_images,
 )
 from .input_checks import custom_type, report, require, rule, unavailable_ui, unproducible
+from .masactrl_nodes import source_indices_parse  # the same rule as MasaCtrl's, defined once
 
 ScoreModels_ = custom_type("MASACTRL_SCORE_MODELS", ScoreModels, "connect Load Alignment Score Models' output")
 NO_CLIP = f"(no CLIP model folder in models/{CLIP_FOLDER}: see this node's help)"
@@ -45,15 +46,6 @@ def dino_model_found(dino_name):
     if dino_name != NO_DINO and dino_name not in dino_folders():
         message = missing_model_message("DINO", dino_name)
         return f"dino_name: {message.removeprefix(f'{LOADER}: ')}"
-
-
-@rule("source_indices")
-def source_indices_parse(source_indices):
-    try:
-        BatchLayout.parse(source_indices)
-    except BatchLayoutError:
-        return (f"source_indices '{source_indices}' is not a list of batch indices; write the indices of the "
-                "source images in increasing order, starting with 0, separated by commas, e.g. '0' or '0,3'.")
 
 
 @rule("prompts")
