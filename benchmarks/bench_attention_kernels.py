@@ -30,15 +30,12 @@ wall time. ComfyUI is found at $COMFYUI_PATH
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
-PACK_DIR = Path(__file__).resolve().parents[1]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
+from bench_common import spread, start_comfyui
+
 # tokens -> (channels, attn1 site, layer number) of SD1.5 at 512 px; the masked site is a decoder layer that
 # comes after the capture layers (4, 5: input 7/8, 16x16), as the paper's maps precede the layers they guide.
 LAYERS = {4096: (320, ("output", 9, 0), 13), 1024: (640, ("output", 6, 0), 10),
@@ -59,19 +56,7 @@ def parse_args(argv=None):
 
 
 def setup(threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    sys.path.insert(0, str(COMFYUI_PATH))
-    sys.path.insert(0, str(PACK_DIR / "tests"))
-    logging.getLogger().setLevel(logging.ERROR)
-    from comfy_harness import register_pack
-
-    register_pack(PACK_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
-    comfy.cli_args.args.use_pytorch_cross_attention = True  # so ComfyUI's side runs torch SDPA, as MasaCtrl's
+    torch = start_comfyui(threads, pytorch_attention=True)  # so ComfyUI's side runs torch SDPA, as MasaCtrl's
     import comfy.ldm.modules.attention as comfy_attention
 
     return torch, comfy_attention
@@ -80,11 +65,11 @@ def setup(threads):
 def build_calls(torch, comfy_attention, tokens, dtype, seed=0):
     """name -> zero-argument callable, every one on the same q/k/v."""
     from masactrl_suite.attention import SD1_LAYERS, BatchLayout, MutualAttentionSchedule, MutualSelfAttentionControl
-    from masactrl_suite.attention.comfyui_patches import MAPS_KEY, MASKS_KEY, MasaCtrlAttn1
     from masactrl_suite.attention.comfyui_mask_patches import CrossAttentionCapture, EvaluationMaps
+    from masactrl_suite.attention.comfyui_patches import MAPS_KEY, MASKS_KEY, MasaCtrlAttn1
+    from masactrl_suite.attention.equations import mutual_self_attention
     from masactrl_suite.attention.mask_guidance import MaskGuidance
     from masactrl_suite.attention.subject_maps import cross_attention_probs
-    from masactrl_suite.attention.equations import mutual_self_attention
     from masactrl_suite.attention.subject_words import PromptSubject, Subject
 
     attention = comfy_attention.optimized_attention
@@ -148,10 +133,6 @@ def warm_up(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-def spread(values, fmt):
-    return "/".join(fmt(x) for x in (min(values), statistics.median(values), max(values)))
 
 
 def main():

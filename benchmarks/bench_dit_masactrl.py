@@ -23,19 +23,12 @@ the swapped keys): same kernel by construction; --pytorch-attention selects SDPA
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from process_memory import print_peak_growth
+from bench_common import peak_growth_in_child, print_peak_growth, spread, start_comfyui
 
-PACK_DIR = Path(__file__).resolve().parents[1]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
 BLOCK_TIME = [0.0]
 TEXT_TOKENS = 256  # T5's prompt length in ComfyUI's Flux/SD3 workflows is 256 or more; 256 keeps the CPU run short
 FLUX_DEV = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768, "context_in_dim": 4096,
@@ -95,21 +88,7 @@ def build_model(args, torch):
 
 
 def setup(args):
-    if not (COMFYUI_PATH / "comfy" / "model_management.py").is_file():
-        sys.exit(f"error: no ComfyUI checkout at {COMFYUI_PATH}; set COMFYUI_PATH to a ComfyUI checkout.")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(COMFYUI_PATH))
-    sys.path.insert(0, str(PACK_DIR / "tests"))
-    logging.getLogger().setLevel(logging.ERROR)
-    from comfy_harness import register_pack
-
-    register_pack(PACK_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    comfy.cli_args.args.use_pytorch_cross_attention = args.pytorch_attention
+    torch = start_comfyui(args.threads, pytorch_attention=args.pytorch_attention)
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.sample
 
@@ -159,14 +138,7 @@ def peak_memory(args, key):
     opts = ["--family", args.family, "--resolution", args.resolution, "--double", args.double, "--single",
             args.single, "--steps", 1, "--threads", args.threads, "--mem-child", key]
     opts += ["--pytorch-attention"] if args.pytorch_attention else []
-    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True, check=False)
-    if r.returncode:
-        raise RuntimeError(f"memory run ({key}) failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def spread(values, fmt):
-    return "/".join(fmt(x) for x in (min(values), statistics.median(values), max(values)))
+    return peak_growth_in_child(__file__, opts, key)
 
 
 def main():

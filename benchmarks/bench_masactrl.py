@@ -16,19 +16,13 @@ ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from process_memory import print_peak_growth
+from bench_common import peak_growth_in_child, print_peak_growth, start_comfyui
 
-PACK_DIR = Path(__file__).resolve().parents[1]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
 CONFIGS = {"a": "unpatched", "b": "MasaCtrl default (step 4+, layers 10-15)", "c": "MasaCtrl all layers, step 0+",
            "d": "(b) + automatic masks (maps included)"}
 CFG = 7.5  # anything but 1.0: at cfg 1 ComfyUI skips the uncond pass and the UNet would see 2 rows, not 4
@@ -61,21 +55,7 @@ def parse_args(argv=None):
 
 def setup(args):
     """Import ComfyUI and the pack; build the model, its three patched/unpatched clones and the batch."""
-    if not (COMFYUI_PATH / "comfy" / "model_management.py").is_file():
-        sys.exit(f"error: no ComfyUI checkout at {COMFYUI_PATH}; set COMFYUI_PATH to a ComfyUI checkout.")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(COMFYUI_PATH))
-    sys.path.insert(0, str(PACK_DIR / "tests"))  # comfy_harness: the random-weight SD1.5 builder the tests use
-    logging.getLogger().setLevel(logging.ERROR)  # ComfyUI logs every model load at INFO
-    from comfy_harness import register_pack
-
-    register_pack(PACK_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = args.device == "cpu"  # must be set before comfy.model_management is imported
-    comfy.cli_args.args.use_pytorch_cross_attention = args.pytorch_attention
+    torch = start_comfyui(args.threads, cpu=args.device == "cpu", pytorch_attention=args.pytorch_attention)
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.sample
@@ -123,10 +103,7 @@ def cpu_mem(args, key):
     opts = ["--device", "cpu", "--resolution", args.resolution, "--steps", args.steps, "--threads", args.threads,
             "--dtype", args.dtype, "--seed", args.seed, "--mem-child", key]
     opts += ["--pytorch-attention"] if args.pytorch_attention else []
-    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"memory run for ({key}) failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return peak_growth_in_child(__file__, opts, key)
 
 
 def report(lines: list[str], out: Path | None):

@@ -26,19 +26,12 @@ unpatched layers. ComfyUI is found at $COMFYUI_PATH (default ~/ComfyUI).
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from process_memory import print_peak_growth
+from bench_common import peak_growth_in_child, print_peak_growth, spread, start_comfyui
 
-PACK_DIR = Path(__file__).resolve().parents[1]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH", "~/ComfyUI")).expanduser()
 CONFIGS = {"a": "unpatched", "b": "MasaCtrl default layers (10-15), step 0+", "c": "MasaCtrl all 16 layers, step 0+",
            "d": "(b) + automatic masks (maps included)", "e": "(c) + automatic masks (maps included)"}
 BLOCK_TIME = [0.0]  # seconds of thread CPU time spent inside transformer blocks (see setup)
@@ -63,21 +56,7 @@ def parse_args(argv=None):
 
 def setup(args):
     """Import ComfyUI and the pack's nodes; build the model, the configs' models (by the nodes) and the batch."""
-    if not (COMFYUI_PATH / "comfy" / "model_management.py").is_file():
-        sys.exit(f"error: no ComfyUI checkout at {COMFYUI_PATH}; set COMFYUI_PATH to a ComfyUI checkout.")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(COMFYUI_PATH))
-    sys.path.insert(0, str(PACK_DIR / "tests"))  # comfy_harness: the random-weight SD1.5 builder the tests use
-    logging.getLogger().setLevel(logging.ERROR)
-    from comfy_harness import register_pack
-
-    register_pack(PACK_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True  # both before comfy.model_management is imported
-    comfy.cli_args.args.use_pytorch_cross_attention = args.pytorch_attention
+    torch = start_comfyui(args.threads, pytorch_attention=args.pytorch_attention)
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -139,14 +118,7 @@ def mem_child(args):
 def peak_memory(args, key):
     opts = ["--resolution", args.resolution, "--steps", 1, "--threads", args.threads, "--dtype", args.dtype,
             "--seed", args.seed, "--mem-child", key] + (["--pytorch-attention"] if args.pytorch_attention else [])
-    r = subprocess.run([sys.executable, __file__, *map(str, opts)], capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"memory run for ({key}) failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def spread(values, fmt):
-    return "/".join(fmt(x) for x in (min(values), statistics.median(values), max(values)))
+    return peak_growth_in_child(__file__, opts, key)
 
 
 def main():

@@ -565,10 +565,9 @@ def server(request):
     if reason:
         pytest.skip(reason)
     request.getfixturevalue("comfy")  # ComfyUI importable in this process, to build the models
-    from comfy_harness import ComfyServer, save_sd15_checkpoint, save_sd15_controlnet, save_tiny_blip, save_tiny_clip
+    from comfy_harness import save_sd15_checkpoint, save_sd15_controlnet, save_tiny_blip, save_tiny_clip
 
-    base = Path(tempfile.mkdtemp(prefix="masactrl-workflows-"))
-    try:
+    def prepare(base):
         stems = [s for s in EXPECTED if s not in DIT]  # the DiT templates' files stay missing
         for name in {v for s in stems for v in _widget(s, "CheckpointLoaderSimple")}:
             save_sd15_checkpoint(base / "models" / "checkpoints" / name)
@@ -582,7 +581,20 @@ def server(request):
         for index, name in enumerate(sorted({v for s in stems for v in _widget(s, "LoadImage")})):
             _draw_pose(base / "input" / name, arm_angle=-30 + 90 * index)
         _paint_mask(base / "input" / "masactrl_masked_photo.png")  # as the RePaint template's note asks
-        comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER, extra_args=["--cache-none"])
+
+    yield from serve("masactrl-workflows-", prepare, extra_args=["--cache-none"])
+
+
+def serve(prefix: str, prepare=None, **options):
+    """A fixture's body: a real ComfyUI server with this pack under a fresh base folder (made ready by
+    `prepare(base)`), the tutorial dismissed; stopped and the folder removed afterwards."""
+    from comfy_harness import ComfyServer
+
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if prepare is not None:
+            prepare(base)
+        comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER, **options)
         try:
             comfy_server.start()
             comfy_server.post("/settings/Comfy.TutorialCompleted", True)
@@ -841,19 +853,7 @@ def bare_server(request):
     reason = browser_missing_reason() or comfyui_missing_reason()
     if reason:
         pytest.skip(reason)
-    from comfy_harness import ComfyServer
-
-    base = Path(tempfile.mkdtemp(prefix="masactrl-bare-"))
-    try:
-        comfy_server = ComfyServer(COMFYUI_PATH, PACK_DIR, base, pack_name=PACK_FOLDER)
-        try:
-            comfy_server.start()
-            comfy_server.post("/settings/Comfy.TutorialCompleted", True)
-            yield comfy_server
-        finally:
-            comfy_server.stop()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    yield from serve("masactrl-bare-")
 
 
 @pytest.fixture(scope="module")
