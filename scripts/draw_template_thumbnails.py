@@ -124,45 +124,56 @@ def mask_guided(image, draw, area):
     text(draw, ((x0 + x1) / 2, y0 + 252), 'masks of "corgi"', 17, INK, True)
 
 
-def real_photo(image, draw, area):
-    x0, y0, x1, _y1 = area
-    photo(image, (x0, y0 + 30, x0 + 140, y0 + 170), dog("sit"))
-    label(draw, (x0 + 70, y0 + 12), "your photo")
-    arrow(draw, (x0 + 148, y0 + 100), (x0 + 196, y0 + 100), INK, 4)
-    noise(draw, (x0 + 204, y0 + 50, x0 + 296, y0 + 142))
-    text(draw, (x0 + 250, y0 + 156), "DDIM inversion", 15, INK, True)
-    photo(image, (x1 - 130, y0 + 26, x1, y0 + 146), dog("sit"))
-    photo(image, (x1 - 130, y0 + 186, x1, y0 + 306), dog("run"))
-    text(draw, (x1 - 65, y0 + 12), "source = photo", 15, SOURCE, True)
-    text(draw, (x1 - 65, y0 + 318), "target: running", 15, TARGET, True)
-    arrow(draw, (x0 + 300, y0 + 86), (x1 - 136, y0 + 86), SOURCE, 4)
-    arrow(draw, (x0 + 300, y0 + 120), (x1 - 136, y0 + 246), TARGET, 4)
-    arrow(draw, (x1 - 65, y0 + 150), (x1 - 65, y0 + 182), ACCENT, 5, 12)
-    text(draw, (x1 - 170, y0 + 180), "keys, values", 14, ACCENT, True)
+def real_photo(inversion: str, model: str | None = None):
+    """Photo -> noise by `inversion`, then source (the photo again) and target (the edit) from that noise;
+    `model` names the model family in a box when it is not the UNet default."""
+    def draw_it(image, draw, area):
+        x0, y0, x1, y1 = area
+        photo(image, (x0, y0 + 30, x0 + 140, y0 + 170), dog("sit"))
+        label(draw, (x0 + 70, y0 + 12), "your photo")
+        arrow(draw, (x0 + 148, y0 + 100), (x0 + 196, y0 + 100), INK, 4)
+        noise(draw, (x0 + 204, y0 + 50, x0 + 296, y0 + 142))
+        text(draw, (x0 + 250, y0 + 156), inversion, 15, INK, True)
+        photo(image, (x1 - 130, y0 + 26, x1, y0 + 146), dog("sit"))
+        photo(image, (x1 - 130, y0 + 186, x1, y0 + 306), dog("run"))
+        text(draw, (x1 - 65, y0 + 12), "source = photo", 15, SOURCE, True)
+        text(draw, (x1 - 65, y0 + 318), "target: running", 15, TARGET, True)
+        arrow(draw, (x0 + 300, y0 + 86), (x1 - 136, y0 + 86), SOURCE, 4)
+        arrow(draw, (x0 + 300, y0 + 120), (x1 - 136, y0 + 246), TARGET, 4)
+        arrow(draw, (x1 - 65, y0 + 150), (x1 - 65, y0 + 182), ACCENT, 5, 12)
+        text(draw, (x1 - 170, y0 + 180), "keys, values", 14, ACCENT, True)
+        if model is not None:
+            box_label(draw, (x0 + 20, y1 - 70, x0 + 220, y1 - 36), model, size=17)
+    return draw_it
 
 
-def complete_photo(image, draw, area):
-    x0, y0, x1, y1 = area
-    cropped_person(image, (x0, y0 + 40, x0 + 100, y0 + 150))
-    label(draw, (x0 + 50, y0 + 20), "photo", INK, 16)
-    box_label(draw, (x0, y0 + 172, x0 + 150, y0 + 230), '"a man ..., full body, feet"', (255, 250, 220), INK, 13)
-    text(draw, (x0 + 75, y0 + 246), "BLIP caption", 15, MUTED, True)
-    arrow(draw, (x0 + 106, y0 + 110), (x0 + 150, y0 + 110), INK, 4)
-    cx = x0 + 160
-    scene(image, (cx, y0 + 30, cx + 110, y0 + 290))
-    person(draw, STANDING, (cx + 10, y0 + 36, cx + 100, y0 + 280))
-    draw.rectangle([cx, y0 + 150, cx + 110, y0 + 290], fill=(170, 176, 170))
-    dashed_rect(draw, (cx, y0 + 150, cx + 110, y0 + 290), ACCENT, 3)
-    for ty in (y0 + 30, y0 + 140):
-        draw.rectangle([cx + 3, ty, cx + 107, ty + 150], outline=SOURCE, width=2)
-    text(draw, (cx + 55, y0 + 14), "extend + tiles", 15, INK, True)
-    arrow(draw, (cx + 116, y0 + 160), (x1 - 150, y0 + 160), INK, 4)
-    text(draw, ((cx + 116 + x1 - 150) / 2, y0 + 186), "RePaint", 15, ACCENT, True)
-    scene(image, (x1 - 140, y0 + 30, x1, y0 + 290))
-    person(draw, STANDING, (x1 - 124, y0 + 36, x1 - 16, y0 + 282))
-    draw.rectangle([x1 - 140, y0 + 30, x1, y0 + 290], outline=INK, width=3)
-    text(draw, (x1 - 70, y0 + 14), "paste back", 15, INK, True)
-    text(draw, ((x0 + x1) / 2, y1 - 6), "the photo's own pixels are kept", 15, MUTED, True)
+def complete_photo(model: str | None = None):
+    """Caption, extend + tiles, RePaint, paste back; `model` names the model family in a box when given."""
+    def draw_it(image, draw, area):
+        x0, y0, x1, y1 = area
+        cropped_person(image, (x0, y0 + 40, x0 + 100, y0 + 150))
+        label(draw, (x0 + 50, y0 + 20), "photo", INK, 16)
+        box_label(draw, (x0, y0 + 172, x0 + 150, y0 + 230), '"a man ..., full body, feet"', (255, 250, 220), INK, 13)
+        text(draw, (x0 + 75, y0 + 246), "BLIP caption", 15, MUTED, True)
+        arrow(draw, (x0 + 106, y0 + 110), (x0 + 150, y0 + 110), INK, 4)
+        cx = x0 + 160
+        scene(image, (cx, y0 + 30, cx + 110, y0 + 290))
+        person(draw, STANDING, (cx + 10, y0 + 36, cx + 100, y0 + 280))
+        draw.rectangle([cx, y0 + 150, cx + 110, y0 + 290], fill=(170, 176, 170))
+        dashed_rect(draw, (cx, y0 + 150, cx + 110, y0 + 290), ACCENT, 3)
+        for ty in (y0 + 30, y0 + 140):
+            draw.rectangle([cx + 3, ty, cx + 107, ty + 150], outline=SOURCE, width=2)
+        text(draw, (cx + 55, y0 + 14), "extend + tiles", 15, INK, True)
+        arrow(draw, (cx + 116, y0 + 160), (x1 - 150, y0 + 160), INK, 4)
+        text(draw, ((cx + 116 + x1 - 150) / 2, y0 + 186), "RePaint", 15, ACCENT, True)
+        scene(image, (x1 - 140, y0 + 30, x1, y0 + 290))
+        person(draw, STANDING, (x1 - 124, y0 + 36, x1 - 16, y0 + 282))
+        draw.rectangle([x1 - 140, y0 + 30, x1, y0 + 290], outline=INK, width=3)
+        text(draw, (x1 - 70, y0 + 14), "paste back", 15, INK, True)
+        text(draw, ((x0 + x1) / 2, y1 - 6), "the photo's own pixels are kept", 15, MUTED, True)
+        if model is not None:
+            box_label(draw, (x0, y0 + 268, x0 + 150, y0 + 300), model, size=16)
+    return draw_it
 
 
 def pose_repair(image, draw, area):
@@ -291,8 +302,10 @@ DRAW = {
                                                         "not its layout"),
     "masactrl_sd35_consistent_synthesis": dit_synthesis("SD3.5 large", "joint attention, real CFG, the "
                                                         "second half of the blocks"),
-    "masactrl_mask_guided_synthesis": mask_guided, "masactrl_real_photo_editing": real_photo,
-    "masactrl_complete_cropped_photo": complete_photo, "masactrl_pose_repair": pose_repair,
+    "masactrl_mask_guided_synthesis": mask_guided, "masactrl_real_photo_editing": real_photo("DDIM inversion"),
+    "masactrl_flux_real_photo_editing": real_photo("flow inversion", "Flux.1 dev"),
+    "masactrl_complete_cropped_photo": complete_photo(),
+    "masactrl_flux_fill_complete_cropped_photo": complete_photo("Flux.1 Fill"), "masactrl_pose_repair": pose_repair,
     "masactrl_blip_caption": blip_caption, "masactrl_extend_canvas": extend_canvas,
     "masactrl_grid_outpaint": grid_outpaint, "masactrl_repaint_harmonise": repaint_harmonise,
     "masactrl_schedule_sweep": schedule_sweep,

@@ -18,9 +18,14 @@ FLUX_SAMPLING = "Flux.1 dev is guidance-distilled: FluxGuidance 3.5, KSampler cf
 SD35_SAMPLING = "SD3.5 uses real CFG: KSampler cfg 4.5, euler / sgm_uniform, 28 steps, with a negative prompt."
 
 
+def note_files(files: list[str]) -> str:
+    """One line per model file: where it goes and where it comes from."""
+    return "\n".join(f"- models/{MODEL_DOWNLOADS[name]['directory']}/{name}: {MODEL_DOWNLOADS[name]['url']}"
+                     for name in files)
+
+
 def note_text(title: str, files: list[str], sampler: str) -> str:
-    where = "\n".join(f"- models/{MODEL_DOWNLOADS[name]['directory']}/{name}: {MODEL_DOWNLOADS[name]['url']}"
-                      for name in files)
+    where = note_files(files)
     return f"""{title}
 
 One batch of two images: image 0 is the source ("{SOURCE_PROMPT}"), image 1 the target ("{TARGET_PROMPT}").

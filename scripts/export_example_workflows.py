@@ -27,6 +27,7 @@ sys.path.insert(0, str(PACK_DIR / "scripts"))
 
 from example_graphs_dit import flux_consistent_synthesis, sd35_consistent_synthesis
 from example_graphs_eval import CLIP_MODEL, schedule_sweep
+from example_graphs_flux_photo import flux_fill_complete_cropped_photo, flux_real_photo_editing
 from example_graphs_masks import PHOTO, mask_guided_synthesis, real_photo_editing
 from example_graphs_photo import (
     BLIP_MODEL,
@@ -142,6 +143,8 @@ WORKFLOWS = {
     "masactrl_sd35_consistent_synthesis": sd35_consistent_synthesis,
     "masactrl_mask_guided_synthesis": mask_guided_synthesis,
     "masactrl_real_photo_editing": real_photo_editing,
+    "masactrl_flux_real_photo_editing": flux_real_photo_editing,
+    "masactrl_flux_fill_complete_cropped_photo": flux_fill_complete_cropped_photo,
     "masactrl_pose_repair": pose_repair,
     "masactrl_complete_cropped_photo": complete_cropped_photo,
     "masactrl_blip_caption": blip_caption,

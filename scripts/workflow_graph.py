@@ -23,6 +23,9 @@ MODEL_DOWNLOADS = {
                                   "clip_l.safetensors", "directory": "text_encoders"},
     "t5xxl_fp16.safetensors": {"url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
                                       "t5xxl_fp16.safetensors", "directory": "text_encoders"},
+    "flux1-fill-dev.safetensors": {"url": "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/split_files/"
+                                          "diffusion_models/flux1-fill-dev.safetensors",
+                                   "directory": "diffusion_models"},
     "ae.safetensors": {"url": "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/"
                               "split_files/vae/ae.safetensors", "directory": "vae"},
     "sd3.5_large_fp8_scaled.safetensors": {"url": "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/"

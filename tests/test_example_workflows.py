@@ -50,6 +50,11 @@ DIT = {"masactrl_flux_consistent_synthesis": {"UNETLoader": ["unet_name"], "Dual
                                                                                              "clip_name2"],
                                               "VAELoader": ["vae_name"]},
        "masactrl_sd35_consistent_synthesis": {"CheckpointLoaderSimple": ["ckpt_name"]}}
+DIT_SYNTHESIS = list(DIT)
+# Issue 17, real photos on Flux: flow inversion + MasaCtrl, and Flux Fill completion (checked the same way; the
+# pieces run on tiny Flux in tests/test_flow_inversion.py, test_repaint_flow.py and test_grid_dit.py).
+FLUX_PHOTO, FLUX_FILL = "masactrl_flux_real_photo_editing", "masactrl_flux_fill_complete_cropped_photo"
+DIT[FLUX_PHOTO] = DIT[FLUX_FILL] = DIT["masactrl_flux_consistent_synthesis"]
 EXPECTED.update({name: False for name in DIT})
 # Every template has a <name>.jpg thumbnail (the Templates dialog shows it), drawn by draw_template_thumbnails.py.
 THUMBNAILS = sorted(EXPECTED)
@@ -77,6 +82,8 @@ CORE_NODES = {
     "MaskToImage",
     # the diffusion-transformer examples: ComfyUI's own loaders and Flux/SD3 nodes (nodes.py, comfy_extras)
     "UNETLoader", "DualCLIPLoader", "VAELoader", "EmptySD3LatentImage", "FluxGuidance", "ConditioningZeroOut",
+    # the Flux photo examples: flow inversion's noise starts SamplerCustomAdvanced; Flux Fill's conditioning
+    "SamplerCustomAdvanced", "BasicGuider", "KSamplerSelect", "InpaintModelConditioning",
 }
 WIDGET_KINDS = {"Int", "Float", "String", "Boolean", "Combo"}
 
@@ -506,6 +513,69 @@ def test_real_photo_graph():
     assert graph.source(batched, "source")[0] is graph.source(invert, "positive")[0]
 
 
+def pack_widgets(node) -> dict:
+    """A pack node's saved widget values by input name (the schema's widget inputs, in order)."""
+    names = [name for name, kind, _ in pack_schemas()[node["type"]] if kind in WIDGET_KINDS]
+    return dict(zip(names, node["widgets_values"]))
+
+
+def test_flux_real_photo_graph():
+    """Photo -> VAE Encode -> Flow Inversion, whose noise starts SamplerCustomAdvanced (a flow model's sampler
+    would wipe a start latent at sigma 1); the sampler's schedule is the inversion's; the guider's model is MasaCtrl
+    over Follow Inversion over Flux.1 dev; the source prompt is the inversion's and image 0's."""
+    graph = Graph(load(WORKFLOW_DIR / f"{FLUX_PHOTO}.json"))
+    sampler = graph.one("SamplerCustomAdvanced")
+    invert, slot = graph.source(sampler, "noise")
+    assert invert["type"] == "MasaCtrlFlowInversion" and slot == 0
+    settings = pack_widgets(invert)
+    scheduler, _ = graph.source(sampler, "sigmas")
+    assert scheduler["type"] == "BasicScheduler"
+    assert scheduler["widgets_values"] == [settings["scheduler"], settings["steps"], 1.0]
+    assert graph.source(sampler, "sampler")[0]["widgets_values"] == ["euler"]
+    encode, _ = graph.source(invert, "latent")
+    assert encode["type"] == "VAEEncode" and graph.source(encode, "pixels")[0]["type"] == "LoadImage"
+    repeat, _ = graph.source(sampler, "latent_image")
+    assert repeat["type"] == "RepeatLatentBatch" and graph.source(repeat, "samples")[0] is encode
+    guider, _ = graph.source(sampler, "guider")
+    masactrl, _ = graph.source(guider, "model")
+    assert masactrl["type"] == "MasaCtrlMutualSelfAttention"
+    follow, _ = graph.source(masactrl, "model")
+    assert follow["type"] == "MasaCtrlFollowInversion" and graph.source(follow, "inversion") == (invert, 1)
+    unet, _ = graph.source(follow, "model")
+    assert unet["type"] == "UNETLoader" and graph.source(invert, "model")[0] is unet
+    assert unet["widgets_values"][0] == "flux1-dev.safetensors"
+    guidance, _ = graph.source(guider, "conditioning")
+    batched, _ = graph.source(guidance, "conditioning")
+    assert batched["type"] == "MasaCtrlBatchConditioning"
+    source_guidance, _ = graph.source(invert, "positive")
+    assert source_guidance["widgets_values"] == guidance["widgets_values"]
+    assert graph.source(source_guidance, "conditioning")[0] is graph.source(batched, "source")[0]
+
+
+def test_flux_fill_completion_graph():
+    """Flux.1 Fill through Grid Sampling for both passes, InpaintModelConditioning (the canvas and its mask) into
+    KSampler and RePaint, FluxGuidance 30 and cfg 1, Paste Back of the canvas."""
+    graph = Graph(load(WORKFLOW_DIR / f"{FLUX_FILL}.json"))
+    sampler, repaint = graph.one("KSampler"), graph.one("MasaCtrlRePaint")
+    grid, _ = graph.source(sampler, "model")
+    assert grid["type"] == "MasaCtrlGridSampling" and graph.source(repaint, "model")[0] is grid
+    assert graph.source(grid, "model")[0]["widgets_values"][0] == "flux1-fill-dev.safetensors"
+    assert pack_widgets(grid)["tile_width"] == pack_widgets(grid)["tile_height"] == 1024
+    inpaint, _ = graph.source(sampler, "positive")
+    assert inpaint["type"] == "InpaintModelConditioning"
+    assert graph.source(sampler, "negative") == (inpaint, 1) and graph.source(sampler, "latent_image") == (inpaint, 2)
+    assert graph.source(repaint, "positive") == (inpaint, 0) and graph.source(repaint, "negative") == (inpaint, 1)
+    extend = graph.one("MasaCtrlExtendCanvas")
+    assert graph.source(inpaint, "pixels")[0] is extend and graph.source(inpaint, "mask")[0] is extend
+    assert graph.source(repaint, "mask")[0] is extend
+    guidance, _ = graph.source(inpaint, "positive")
+    assert guidance["type"] == "FluxGuidance" and guidance["widgets_values"] == [30.0]
+    assert graph.source(guidance, "conditioning")[0]["type"] == "MasaCtrlBLIPCaption"
+    assert sampler["widgets_values"][3] == 1.0 and pack_widgets(repaint)["cfg"] == 1.0
+    paste = graph.one("MasaCtrlPasteBack")
+    assert graph.source(paste, "original")[0] is extend and graph.source(graph.one("SaveImage"), "images")[0] is paste
+
+
 # ----------------------------------------------------------------------------------------------------
 # In a real ComfyUI server and its front end
 
@@ -737,7 +807,8 @@ def refused_inputs(server, prompt) -> set:
 def test_dit_graphs():
     """MasaCtrl between the diffusion transformer's loader and the sampler; Flux: FluxGuidance and cfg 1 (guidance
     distilled); SD3.5: real CFG with a negative prompt."""
-    for name, loaders in DIT.items():
+    for name in DIT_SYNTHESIS:
+        loaders = DIT[name]
         graph = Graph(load(WORKFLOW_DIR / f"{name}.json"))
         sampler = graph.one("KSampler")
         masactrl, _ = graph.source(sampler, "model")
