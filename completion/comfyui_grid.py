@@ -175,8 +175,10 @@ class GridDenoiser:
             tiled["patches"] = {**patches, "post_input": [positions, *patches.get("post_input", [])]}
         return tiled
 
-    def __call__(self, executor, x, timesteps=None, context=None, y=None, control=None, transformer_options=None,
-                 **kwargs):
+    def __call__(self, executor, *args, **kwargs):
+        # positional, as both levels pass them: their names differ (UNet: timesteps, context, y; APPLY_MODEL: t,
+        # c_concat, c_crossattn) and APPLY_MODEL's keyword arguments may hold a `y` of their own
+        x, *inputs, control, transformer_options = args
         transformer_options = transformer_options or {}
         if transformer_options.get(MASKS_KEY) is not None:
             raise ValueError(f"{NODE}: Masks (MasaCtrl) takes its masks from cross-attention maps of the whole "
@@ -192,7 +194,7 @@ class GridDenoiser:
         for first in range(0, len(tiles), per_call):
             comfy.model_management.throw_exception_if_processing_interrupted()
             group = tiles[first:first + per_call]
-            args = [_tiled(a, group, batch, height, width) for a in (x, timesteps, context, y)]
+            args = [_tiled(a, group, batch, height, width) for a in (x, *inputs)]
             extra = {k: _tiled(v, group, batch, height, width) for k, v in kwargs.items()}
             result = executor(*args, _tiled_control(control, group, batch, height, self.dit),
                               self.tile_options(transformer_options, group, batch), **extra)
