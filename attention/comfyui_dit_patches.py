@@ -72,6 +72,7 @@ class DiTCall:
     rotation: torch.Tensor | None  # R_delta for "beside" on RoPE models
     grid: tuple[int, int] = (0, 0)  # the image tokens' (rows, columns)
     cond_or_uncond: tuple = (0,)
+    dit: MasaCtrlDiT | None = None  # the setting that made it (grid sampling re-derives the call per tile batch)
 
 
 class MasaCtrlDiT:
@@ -98,14 +99,33 @@ class MasaCtrlDiT:
         if "sample_sigmas" not in options:
             raise RuntimeError("MasaCtrl: the sampler gave no sampling schedule (transformer_options"
                                "['sample_sigmas']); run the model through a ComfyUI sampler node.")
-        chunks = len(options["cond_or_uncond"])
-        rows = self.control.source_rows(x.shape[0], chunks, x.device)  # a bad batch fails in every step
         active = self.control.step_is_active(float(t.max()), options["sample_sigmas"])
-        height, width = ((side + self.patch_size // 2) // self.patch_size for side in x.shape[-2:])
         text = (c_crossattn.shape[1] if c_crossattn is not None else 0) + self.registers
-        call = DiTCall(active, rows, text, self.rotation(width, x.device) if active else None, (height, width),
-                       tuple(options["cond_or_uncond"]))
+        call = self.call(x.shape[0], options["cond_or_uncond"], active, text, self.token_grid(x.shape[-2:]), x.device)
         return executor(x, t, c_concat, c_crossattn, control, {**options, CALL_KEY: call}, **kwargs)
+
+    def token_grid(self, latent_size) -> tuple[int, int]:
+        """The image tokens' (rows, columns) of a latent of `latent_size` (height, width), as the models round."""
+        return tuple((side + self.patch_size // 2) // self.patch_size for side in latent_size)
+
+    def call(self, rows: int, cond_or_uncond, active: bool, text: int, grid: tuple[int, int], device) -> DiTCall:
+        """The DiTCall of a model call of `rows` rows in len(cond_or_uncond) chunks over a `grid` of image tokens."""
+        sources = self.control.source_rows(rows, len(cond_or_uncond), device)  # a bad batch fails in every step
+        return DiTCall(active, sources, text, self.rotation(grid[1], device) if active else None, grid,
+                       tuple(cond_or_uncond), self)
+
+
+def tiled_call_options(transformer_options: dict, rows: int, cond_or_uncond, latent_size) -> dict:
+    """transformer_options for one call on a batch of tiles (Grid Sampling (MasaCtrl)): MasaCtrl's DiTCall, made
+    for the whole batch, re-derived for `rows` = tiles x batch rows, `cond_or_uncond` repeated per tile, and the
+    token grid of a tile of `latent_size`, so each (tile, cond/uncond) chunk reads its own source rows. Unchanged
+    where MasaCtrl is not on the model, or sits inside the grid (it then sees the tiled call itself)."""
+    call = transformer_options.get(CALL_KEY)
+    if call is None or call.dit is None:
+        return transformer_options
+    tiled = call.dit.call(rows, cond_or_uncond, call.active, call.text_tokens, call.dit.token_grid(latent_size),
+                          call.source_rows.device)
+    return {**transformer_options, CALL_KEY: tiled}
 
 
 class MasaCtrlDiTBlock:

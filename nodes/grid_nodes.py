@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..completion.comfyui_grid import NODE, grid_sampling
+from ..completion.comfyui_grid import NODE, dit_layout, grid_sampling
 from ..completion.tiles import BLENDS
 from .input_checks import report, require, rule
 
@@ -27,18 +27,21 @@ class GridSampling(io.ComfyNode):
             node_id="MasaCtrlGridSampling",
             display_name=NODE,
             category="MasaCtrl/photo completion",
-            description="Sample canvases larger than the model's native size: the UNet runs on overlapping "
-                        "tiles of tile_width x tile_height, blended at every step (MultiDiffusion / Mixture of "
-                        "Diffusers), so the canvas stays one coherent image. Works with KSampler's noise mask "
-                        "(inpainting), ControlNet and MasaCtrl. Returns a copy of the model.",
+            description="Sample canvases larger than the model's native size: the diffusion model (a UNet, or "
+                        "Flux, Chroma, SD3) runs on overlapping tiles of tile_width x tile_height, blended at every "
+                        "step (MultiDiffusion / Mixture of Diffusers), so the canvas stays one coherent image. Works "
+                        "with KSampler's noise mask (inpainting), ControlNet and MasaCtrl. Returns a copy of the "
+                        "model.",
             inputs=[
-                io.Model.Input("model", tooltip="A UNet model (SD1.x, SD2.x, SDXL). Not changed; a copy is "
-                                                "returned."),
+                io.Model.Input("model", tooltip="A UNet model (SD1.x, SD2.x, SDXL) or Flux.1 (incl. Fill), Chroma, "
+                                                "SD3.x. Not changed; a copy is returned."),
                 io.Int.Input("tile_width", default=512, min=64, max=4096, step=8,
-                             tooltip="Tile width in pixels, a multiple of 8: the model's native size (SD1.5: "
-                                     "512, SDXL: 1024). A canvas no wider than this is not split across."),
+                             tooltip="Tile width in pixels, a multiple of 8 (16 on Flux, Chroma, SD3): the "
+                                     "model's native size (SD1.5: 512, SDXL, Flux, SD3: 1024). A canvas no wider "
+                                     "than this is not split across."),
                 io.Int.Input("tile_height", default=512, min=64, max=4096, step=8,
-                             tooltip="Tile height in pixels, a multiple of 8 (SD1.5: 512, SDXL: 1024)."),
+                             tooltip="Tile height in pixels, a multiple of 8 (16 on Flux, Chroma, SD3) (SD1.5: "
+                                     "512, SDXL, Flux, SD3: 1024)."),
                 io.Int.Input("overlap", default=128, min=0, max=2048, step=8,
                              tooltip="Least overlap between neighbouring tiles, in pixels (a multiple of 8). "
                                      "More overlap: smoother blending, more tiles."),
@@ -63,7 +66,11 @@ class GridSampling(io.ComfyNode):
     @classmethod
     def execute(cls, model, tile_width, tile_height, overlap, blend, tiles_per_batch) -> io.NodeOutput:
         require(cls, locals())
-        if not hasattr(model.get_model_object("diffusion_model"), "input_blocks"):
-            raise ValueError(f"{NODE}: this model is not a UNet (SD1.x, SD2.x, SDXL); grid sampling supports "
-                             "UNet models only.")
+        dit = dit_layout(model.get_model_object("diffusion_model"))
+        step = 8 * (dit.patch_size if dit is not None else 1)
+        for name, value in (("tile_width", tile_width), ("tile_height", tile_height)):
+            if value % step:
+                raise ValueError(f"{NODE}: {name} is {value}, not a multiple of {step} ({dit.family} works on "
+                                 f"patches of {step}x{step} px, and tiles start and end on them): use "
+                                 f"{value // step * step} or {value // step * step + step}.")
         return io.NodeOutput(grid_sampling(model, tile_width, tile_height, overlap, blend, tiles_per_batch))
