@@ -60,7 +60,8 @@ def check_fill_conditioning(guider):
     (its mask falls back to the latent's noise mask): the model would be told nothing is known."""
     if not is_fill_model(guider.inner_model):
         return
-    conds = [c for name in ("positive", "negative") for c in guider.conds.get(name) or []]
+    encoded = getattr(guider, "conds", None) or {}  # CFGGuider and its subclasses: the conds being sampled
+    conds = [c for name in ("positive", "negative") for c in encoded.get(name) or []]
     if any("concat_latent_image" not in c for c in conds):
         raise ValueError(f"{NODE}: this is an inpainting model (Flux Fill) and its conditioning carries no masked "
                          "image: pass positive and negative through InpaintModelConditioning (vae, the image, "

@@ -1,5 +1,5 @@
 """Tiny random-weight diffusion transformers built from ComfyUI's own model classes and configs (the real Flux,
-Chroma, SD3/MMDiT and Qwen-Image code, only narrower and shallower), in ModelPatchers on the CPU, and
+Flux Fill, Chroma, SD3/MMDiT and Qwen-Image code, only narrower and shallower), in ModelPatchers on the CPU, and
 conditioning of the shape their model_base classes expect. ComfyUI must be started first (start_comfy)."""
 from __future__ import annotations
 
