@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import itertools
 
+import comfy.model_base
 import comfy.model_management
+import comfy.model_sampling
 import comfy.sample
+import comfy.sampler_helpers
 import comfy.samplers
 import comfy.utils
 import latent_preview
@@ -17,6 +20,10 @@ from .repaint import NoiseLevels, RePaintScheduleError, jump_schedule, repaint
 # Adaptive samplers choose their own steps inside a segment, which a fixed jump schedule cannot use.
 STEP_SAMPLERS = [name for name in comfy.samplers.SAMPLER_NAMES if name not in ("dpm_fast", "dpm_adaptive")]
 NODE = "RePaint (MasaCtrl)"
+# Step samplers written for x = x0 + sigma * eps only (ddpm rescales by sqrt(1 + sigma^2) and reads the noise
+# as (x - x0) / sigma): on a flow model they misread it. ComfyUI's ancestral samplers switch to their
+# rectified-flow forms there (euler_ancestral_RF, ...); ddpm has none.
+EPSILON_ONLY_SAMPLERS = ("ddpm",)
 
 
 def noise_levels(model_sampling, sigmas: torch.Tensor) -> NoiseLevels:
@@ -26,6 +33,39 @@ def noise_levels(model_sampling, sigmas: torch.Tensor) -> NoiseLevels:
     scale = torch.stack([model_sampling.noise_scaling(s.view(1), zero, one).flatten()[0] for s in sigmas.float().cpu()])
     std = torch.stack([model_sampling.noise_scaling(s.view(1), one, zero).flatten()[0] for s in sigmas.float().cpu()])
     return NoiseLevels(scale.to(sigmas.device), std.to(sigmas.device))
+
+
+def is_flow(model_sampling) -> bool:
+    """Flux, SD3, ...: x = (1 - sigma) x0 + sigma eps (ComfyUI's CONST), sigma from 1 (pure noise) to 0."""
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def check_step_sampler(step_sampler: str, model_sampling):
+    if step_sampler in EPSILON_ONLY_SAMPLERS and is_flow(model_sampling):
+        raise ValueError(f"{NODE}: sampler_name {step_sampler} is written for epsilon models (x = x0 + sigma * eps); "
+                         "this model is a flow model (Flux, SD3: x = (1 - sigma) x0 + sigma * eps), where its steps "
+                         "misread the noise. Use euler, or euler_ancestral for fresh noise every step as ddpm gives.")
+
+
+def is_fill_model(base_model) -> bool:
+    """Flux Fill: its input concatenates the latent, the known (masked) image and the mask (in_channels 96 =
+    16 + 16 + 64), so its conditioning must carry the masked image (InpaintModelConditioning)."""
+    config = base_model.model_config.unet_config
+    return isinstance(base_model, comfy.model_base.Flux) and config.get("in_channels", 0) > 2 * config.get(
+        "out_channels", config.get("in_channels", 0))
+
+
+def check_fill_conditioning(guider):
+    """Without InpaintModelConditioning, Flux Fill's concat_cond gives it a blank image as the known region
+    (its mask falls back to the latent's noise mask): the model would be told nothing is known."""
+    if not is_fill_model(guider.inner_model):
+        return
+    encoded = getattr(guider, "conds", None) or {}  # CFGGuider and its subclasses: the conds being sampled
+    conds = [c for name in ("positive", "negative") for c in encoded.get(name) or []]
+    if any("concat_latent_image" not in c for c in conds):
+        raise ValueError(f"{NODE}: this is an inpainting model (Flux Fill) and its conditioning carries no masked "
+                         "image: pass positive and negative through InpaintModelConditioning (vae, the image, "
+                         "the mask of the region to regenerate) and use its latent as latent_image.")
 
 
 def repaint_sampler(step_sampler: str, jump_length: int, resamplings: int) -> comfy.samplers.KSAMPLER:
@@ -45,7 +85,12 @@ def repaint_sampler(step_sampler: str, jump_length: int, resamplings: int) -> co
             visits = jump_schedule(len(sigmas) - 1, jump_length, resamplings)
         except RePaintScheduleError as error:
             raise RePaintScheduleError(f"{NODE}: {error}") from None
-        levels = noise_levels(model.inner_model.inner_model.model_sampling, sigmas)
+        guider = model.inner_model
+        check_step_sampler(step_sampler, guider.inner_model.model_sampling)
+        check_fill_conditioning(guider)
+        # The noise levels of the model's own sampling (with ModelSamplingFlux/SD3's shift applied): flow
+        # models get scale 1 - sigma, so the forward jump is the flow interpolation's (NoiseLevels.forward).
+        levels = noise_levels(guider.inner_model.model_sampling, sigmas)
         seed = int(extra_args.get("seed") or 0)
         generator = torch.Generator().manual_seed(seed + 1)
         seeds = itertools.count(seed + 2)  # a new seed per step: ancestral step samplers reseed from it
@@ -111,4 +156,7 @@ def sample_repaint(model, positive, negative, latent_image: dict, seed: int, ste
         model, noise, cfg, repaint_sampler(sampler_name, jump_length, resamplings), sigmas, positive, negative,
         samples, noise_mask=noise_mask, callback=latent_preview.prepare_callback(model, steps),
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-    return {**latent_image, "samples": out}
+    # RePaint ends with the original wherever the latent mask is 0, but in the model's latent space: the way back
+    # (process_latent_out: Flux and SD3 shift and scale) rounds by ~1e-7, so the original is given back exactly.
+    kept = comfy.sampler_helpers.prepare_mask(noise_mask, samples.shape, out.device) == 0
+    return {**latent_image, "samples": torch.where(kept, samples.to(out), out)}

@@ -57,8 +57,9 @@ def denoising_steps(steps: int, jump_length: int, resamplings: int) -> int:
 
 @dataclass(frozen=True)
 class NoiseLevels:
-    """How a clean latent x0 is noised at each position: x = scale * x0 + std * eps (for ComfyUI's
-    epsilon/v models scale is 1 and std is sigma; flow models differ)."""
+    """How a clean latent x0 is noised at each position: x = scale * x0 + std * eps. ComfyUI's epsilon/v
+    models: scale 1, std sigma. Flow models (Flux, SD3: the rectified-flow interpolation between x0 and
+    noise): scale 1 - sigma, std sigma, so sigma = 1 is pure noise (scale 0)."""
     scale: torch.Tensor  # [N + 1]
     std: torch.Tensor  # [N + 1]
 
@@ -66,7 +67,16 @@ class NoiseLevels:
         return self.scale[position] * x0 + self.std[position] * noise
 
     def forward(self, x: torch.Tensor, src: int, dst: int, noise: torch.Tensor) -> torch.Tensor:
-        """A sample of q(x_dst | x_src) for dst noisier than src: the forward process over a jump."""
+        """A sample of q(x_dst | x_src) for dst noisier than src: the forward process over a jump,
+        x_dst = (a_dst / a_src) x_src + sqrt(s_dst^2 - (a_dst / a_src)^2 s_src^2) eps with a = scale, s = std.
+        It is the Gaussian that turns the marginal N(a_src x0, s_src^2) into N(a_dst x0, s_dst^2). Epsilon
+        models: x_dst = x_src + sqrt(sigma_dst^2 - sigma_src^2) eps. Flow models (a = 1 - sigma):
+        x_dst = (1 - sigma_dst) / (1 - sigma_src) x_src + sqrt(sigma_dst^2 - ((1 - sigma_dst) / (1 - sigma_src))^2
+        sigma_src^2) eps; at sigma_dst = 1 that is pure noise, whatever x_src. Where x_src is pure noise
+        already (a_src = 0, so a_dst = 0 too: a schedule that starts with sigma 1 twice), it only rescales:
+        x_dst = (s_dst / s_src) x_src."""
+        if float(self.scale[src]) == 0:  # no signal left to carry: the ratio of the scales is 0 / 0
+            return self.std[dst] / self.std[src] * x
         ratio = self.scale[dst] / self.scale[src]
         variance = (self.std[dst] ** 2 - (ratio * self.std[src]) ** 2).clamp(min=0)
         return ratio * x + variance.sqrt() * noise

@@ -48,8 +48,9 @@ class RePaintSampler(io.ComfyNode):
                         "freshly noised, after every step. Choose the re-noising step with the sigmas (e.g. "
                         "BasicScheduler's denoise).",
             inputs=[io.Combo.Input("sampler_name", options=STEP_SAMPLERS, default="ddpm",
-                                   tooltip="The sampler making each reverse step. ddpm is the paper's; "
-                                           "ancestral and SDE samplers get fresh noise per step."),
+                                   tooltip="The sampler making each reverse step. ddpm is the paper's (epsilon "
+                                           "models; on Flux/SD3 use euler); ancestral and SDE samplers get fresh "
+                                           "noise per step."),
                     io.Int.Input("jump_length", default=5, min=1, max=1000, tooltip=JUMP_TOOLTIP),
                     io.Int.Input("resamplings", default=3, min=1, max=100, tooltip=RESAMPLINGS_TOOLTIP)],
             outputs=[io.Sampler.Output(tooltip="For SamplerCustom's sampler input; the latent needs a noise "
@@ -93,7 +94,8 @@ class RePaint(io.ComfyNode):
                                tooltip="Classifier-free guidance scale, as in KSampler: higher follows the prompt "
                                        "more closely."),
                 io.Combo.Input("sampler_name", options=STEP_SAMPLERS, default="ddpm",
-                               tooltip="The sampler making each reverse step (ddpm: the paper's)."),
+                               tooltip="The sampler making each reverse step (ddpm: the paper's, for epsilon "
+                                       "models; on Flux/SD3 use euler)."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
                                tooltip="Sigma schedule, as in KSampler; denoise picks where on it the re-noising "
                                        "starts."),

@@ -1,5 +1,5 @@
 """Tiny random-weight diffusion transformers built from ComfyUI's own model classes and configs (the real Flux,
-Chroma, SD3/MMDiT and Qwen-Image code, only narrower and shallower), in ModelPatchers on the CPU, and
+Flux Fill, Chroma, SD3/MMDiT and Qwen-Image code, only narrower and shallower), in ModelPatchers on the CPU, and
 conditioning of the shape their model_base classes expect. ComfyUI must be started first (start_comfy)."""
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ POOLED = 32
 FLUX = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": POOLED, "context_in_dim": CONTEXT,
         "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 3, "depth_single_blocks": 3,
         "axes_dim": [4, 14, 14], "theta": 10000, "qkv_bias": True, "guidance_embed": True, "patch_size": 2}
+# Flux Fill (ComfyUI's FluxInpaint): the Flux layout with the known image (16 channels) and the pixel mask packed
+# 8x8 into 64 channels concatenated to the latent: in_channels 16 + 16 + 64.
+FLUX_FILL = {**FLUX, "in_channels": 96}
 CHROMA = {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": CONTEXT,
           "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
           "axes_dim": [4, 14, 14], "theta": 10000, "patch_size": 2, "qkv_bias": True,
@@ -41,7 +44,8 @@ def tiny_model(family: str, seed: int = 0):
     import comfy.model_patcher
     import comfy.supported_models as supported
 
-    config_class, unet = {"flux": (supported.Flux, FLUX), "chroma": (supported.Chroma, CHROMA),
+    config_class, unet = {"flux": (supported.Flux, FLUX), "flux_fill": (supported.FluxInpaint, FLUX_FILL),
+                          "chroma": (supported.Chroma, CHROMA),
                           "sd3": (supported.SD3, SD3), "qwen_image": (supported.QwenImage, QWEN_IMAGE),
                           "wan": (supported.WAN21_T2V, WAN)}[family]
     model_config = config_class(dict(unet))
