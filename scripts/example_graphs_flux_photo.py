@@ -29,7 +29,7 @@ NOTE_EDIT = f"""{TITLES["edit"]}
 
 {PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image (sides multiples of 16; 1024 px suits Flux), and describe it as the source prompt.
 
-- Flow Inversion runs Flux backwards from the photo to noise along the sampler's schedule ({STEPS} steps, simple) with FireFlow's solver, and records the path. Its noise output is what SamplerCustomAdvanced starts from.
+- Flow Inversion runs Flux backwards from the photo to noise along the sampler's schedule ({STEPS} steps, simple) with FireFlow's solver, and records the path. SamplerCustomAdvanced starts from its noise (a flow model's sampler starts from the noise alone at sigma 1, so a start latent would be lost); its latent output gives the batch (source + target) and size.
 - Follow Inversion makes image 0 of the batch follow that path, so it reconstructs the photo exactly, and MasaCtrl's target (image 1, "{PHOTO_TARGET}") reads the photo's image keys and values in the later blocks.
 - Sample with the inversion's steps and scheduler (BasicScheduler), euler, FluxGuidance 3.5 as in the inversion.
 
@@ -64,7 +64,8 @@ def flux_real_photo_editing():
         node("encode", "VAEEncode", [C1, 650]),
         node("source_guidance", "FluxGuidance", [C1, 740], {"guidance": 3.5}, size=[260, 58]),
         node("invert", "MasaCtrlFlowInversion", [C2, 0],
-             {"steps": STEPS, "cfg": 1.0, "scheduler": "simple", "solver": "fireflow"}, size=[300, 200]),
+             {"steps": STEPS, "cfg": 1.0, "scheduler": "simple", "solver": "fireflow", "batch_size": 2},
+             size=[300, 230]),
         node("follow", "MasaCtrlFollowInversion", [C2, 250], {"source_index": 0}, size=[300, 80]),
         node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 380], size=[300, 300]),
         node("batch", "MasaCtrlBatchConditioning", [C2, 730], size=[260, 46]),
@@ -73,7 +74,6 @@ def flux_real_photo_editing():
         node("select", "KSamplerSelect", [C3, 200], {"sampler_name": "euler"}, size=[260, 58]),
         node("scheduler", "BasicScheduler", [C3, 310], {"scheduler": "simple", "steps": STEPS, "denoise": 1.0},
              "BasicScheduler: the inversion's steps", [260, 110]),
-        node("repeat", "RepeatLatentBatch", [C3, 470], {"amount": 2}, "Source + target", [260, 58]),
         node("sampler", "SamplerCustomAdvanced", [C4, 0], size=[280, 110]),
         node("decode", "VAEDecode", [C4, 160]),
         node("save", "SaveImage", [C4, 250], {"filename_prefix": "MasaCtrl_Flux_photo"}, size=[300, 320]),
@@ -96,12 +96,11 @@ def flux_real_photo_editing():
         ("masactrl", "MODEL", "guider", "model"),
         ("guidance", "CONDITIONING", "guider", "conditioning"),
         ("unet", "MODEL", "scheduler", "model"),
-        ("encode", "LATENT", "repeat", "samples"),
         ("invert", "noise", "sampler", "noise"),
         ("guider", "GUIDER", "sampler", "guider"),
         ("select", "SAMPLER", "sampler", "sampler"),
         ("scheduler", "SIGMAS", "sampler", "sigmas"),
-        ("repeat", "LATENT", "sampler", "latent_image"),
+        ("invert", "latent", "sampler", "latent_image"),
         ("sampler", "output", "decode", "samples"),
         ("vae", "VAE", "decode", "vae"),
         ("decode", "IMAGE", "save", "images"),

@@ -534,13 +534,12 @@ def test_flux_real_photo_graph():
     assert graph.source(sampler, "sampler")[0]["widgets_values"] == ["euler"]
     encode, _ = graph.source(invert, "latent")
     assert encode["type"] == "VAEEncode" and graph.source(encode, "pixels")[0]["type"] == "LoadImage"
-    repeat, _ = graph.source(sampler, "latent_image")
-    assert repeat["type"] == "RepeatLatentBatch" and graph.source(repeat, "samples")[0] is encode
+    assert graph.source(sampler, "latent_image") == (invert, 1) and settings["batch_size"] == 2
     guider, _ = graph.source(sampler, "guider")
     masactrl, _ = graph.source(guider, "model")
     assert masactrl["type"] == "MasaCtrlMutualSelfAttention"
     follow, _ = graph.source(masactrl, "model")
-    assert follow["type"] == "MasaCtrlFollowInversion" and graph.source(follow, "inversion") == (invert, 1)
+    assert follow["type"] == "MasaCtrlFollowInversion" and graph.source(follow, "inversion") == (invert, 2)
     unet, _ = graph.source(follow, "model")
     assert unet["type"] == "UNETLoader" and graph.source(invert, "model")[0] is unet
     assert unet["widgets_values"][0] == "flux1-dev.safetensors"
