@@ -329,3 +329,57 @@ def test_errors_name_the_input_and_the_fix(flow, inverted):
         follow(flow, vp, inversion)
     with pytest.raises(ValueError, match="connect the inversion output of DDIM Inversion.*or Flow Inversion"):
         follow(flow, flow.model, "not an inversion")
+
+
+# -- the whole graph through ComfyUI's executor --------------------------------------------------------------
+
+def test_graph_photo_to_edit_through_the_executor(checkpoint):
+    """The wiring the help page gives, run by ComfyUI's executor: the random-weight SD1.5 checkpoint switched to
+    flow sampling by ComfyUI's ModelSamplingSD3 (no flow checkpoint file is at hand), Flow Inversion's noise and
+    latent into SamplerCustomAdvanced, Follow Inversion and MasaCtrl on the guider's model."""
+    import numpy as np
+    from PIL import Image
+
+    from comfy_harness import run_graph, schema_defaults
+
+    node = checkpoint.node
+    steps, cfg = 2, 2.0
+    g = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint.name}},
+         "flow": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["ckpt", 0], "shift": 3.0}},
+         "image": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                          "color": 0xC08040}},
+         "encode": {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["ckpt", 2]}},
+         "src": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a sitting corgi", "clip": ["ckpt", 1]}},
+         "tgt": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a running corgi", "clip": ["ckpt", 1]}},
+         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["ckpt", 1]}},
+         "pos": {"class_type": "MasaCtrlBatchConditioning", "inputs": {"source": ["src", 0], "target": ["tgt", 0]}},
+         "invert": {"class_type": FLOW, "inputs": {
+             "model": ["flow", 0], "positive": ["src", 0], "negative": ["neg", 0], "latent": ["encode", 0],
+             "steps": steps, "cfg": cfg, "scheduler": "simple", "solver": "fireflow", "batch_size": 2}},
+         "follow": {"class_type": FOLLOW, "inputs": {"model": ["flow", 0], "inversion": ["invert", 2],
+                                                     "source_index": 0}},
+         "masactrl": {"class_type": MASACTRL, "inputs": {**schema_defaults(node[MASACTRL]), "start_step": 1,
+                                                         "start_layer": 5, "model": ["follow", 0]}},
+         "guider": {"class_type": "CFGGuider", "inputs": {"model": ["masactrl", 0], "positive": ["pos", 0],
+                                                          "negative": ["neg", 0], "cfg": cfg}},
+         "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+         "sigmas": {"class_type": "BasicScheduler", "inputs": {"model": ["flow", 0], "scheduler": "simple",
+                                                               "steps": steps, "denoise": 1.0}},
+         "sample": {"class_type": "SamplerCustomAdvanced", "inputs": {
+             "noise": ["invert", 0], "guider": ["guider", 0], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
+             "latent_image": ["invert", 1]}},
+         "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["ckpt", 2]}},
+         "save": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "flow_edit"}},
+         "photo_decode": {"class_type": "VAEDecode", "inputs": {"samples": ["encode", 0], "vae": ["ckpt", 2]}},
+         "photo_save": {"class_type": "SaveImage", "inputs": {"images": ["photo_decode", 0],
+                                                              "filename_prefix": "flow_photo"}}}
+    outputs = run_graph(checkpoint.comfy, g)
+    out_dir = checkpoint.comfy.folder_paths.get_output_directory()
+
+    def images(name):
+        return [np.asarray(Image.open(f"{out_dir}/{img['filename']}")).astype(int) for img in outputs[name]["images"]]
+
+    edited, (photo,) = images("save"), images("photo_save")
+    assert len(edited) == 2 and edited[0].shape == (64, 64, 3)
+    assert np.abs(edited[0] - photo).max() <= 1, "the source image is not the photo's reconstruction"
+    assert np.abs(edited[1] - photo).max() > 0, "the target image is the photo unchanged"
