@@ -46,16 +46,21 @@ def setup(args):
     from masactrl_suite.attention.comfyui_flow_inversion import invert_flow
 
     model, _ = build_model(SimpleNamespace(family="flux", double=args.double, single=args.single), torch)
+    # build_model materialises the meta-device model with to_empty, which leaves model_sampling's sigma table
+    # uninitialised; the inversion needs the real schedule, so it is computed again.
+    sampling = model.get_model_object("model_sampling")
+    sampling.set_parameters(shift=sampling.shift)
     g = torch.Generator().manual_seed(0)
     side = args.resolution // 8
     photo = torch.randn(1, 16, side, side, generator=g)
     noise = torch.randn(photo.shape, generator=g)
     positive = [[torch.randn(1, TEXT_TOKENS, 4096, generator=g),
                  {"pooled_output": torch.randn(1, 768, generator=g), "guidance": 3.5}]]
+    negative = [[torch.zeros(1, TEXT_TOKENS, 4096), {"pooled_output": torch.zeros(1, 768), "guidance": 3.5}]]  # cfg 1: unused
 
     def run(key, steps):
         if key == "sampling":
-            return comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", positive, None, photo,
+            return comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", positive, negative, photo,
                                        disable_pbar=True, seed=0)
         return invert_flow(model, positive, None, photo, steps, 1.0, "simple", key, "bench")
     return run, comfy_attention.optimized_attention.__name__
