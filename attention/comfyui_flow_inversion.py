@@ -20,14 +20,14 @@ from .comfyui_inversion import (
     run_inversion,
     sampling_kind,
 )
-from .flow_inversion import check_solver, flow_invert
+from .flow_inversion import DEFAULT_SOLVER, check_solver, flow_invert
 
 NODE = "Flow Inversion (MasaCtrl)"
 
 
 @dataclass(frozen=True)
 class FlowInversion(Inversion):
-    solver: str = "fireflow"
+    solver: str = DEFAULT_SOLVER
 
     node = NODE
     start_name = "Flow Inversion's noise"
