@@ -45,12 +45,12 @@ def check_schedule(sigmas: torch.Tensor) -> torch.Tensor:
     """The sampler's descending schedule s[0] > ... > s[n-1] > s[n] = 0, as float64 on the CPU."""
     s = torch.as_tensor(sigmas).detach().to("cpu", torch.float64).flatten()
     if len(s) < 2:
-        raise ValueError(f"DDIM inversion needs a schedule of at least 2 sigmas (1 step); got {len(s)}.")
+        raise ValueError(f"Inversion needs a schedule of at least 2 sigmas (1 step); got {len(s)}.")
     if float(s[-1]) != 0.0:
-        raise ValueError(f"DDIM inversion needs a schedule that ends at sigma 0 (where sampling ends on the photo); it "
+        raise ValueError(f"Inversion needs a schedule that ends at sigma 0 (where sampling ends on the photo); it "
                          f"ends at {float(s[-1]):.6g}. Use the full schedule of a scheduler (denoise 1.0).")
     if not bool((s[:-1] > s[1:]).all()):
-        raise ValueError("DDIM inversion needs a strictly decreasing schedule of sigmas; got "
+        raise ValueError("Inversion needs a strictly decreasing schedule of sigmas; got "
                          f"{[round(float(v), 6) for v in s]}.")
     return s
 
@@ -59,10 +59,10 @@ def check_clean_sigma(clean_sigma: float, sigmas: torch.Tensor) -> float:
     """The level of the clean latent: >= 0 and below the schedule's highest sigma (something to invert)."""
     c = float(clean_sigma)
     if not (math.isfinite(c) and c >= 0.0):
-        raise ValueError(f"DDIM inversion needs clean_sigma >= 0 (the level of the clean latent: the model's "
+        raise ValueError(f"Inversion needs clean_sigma >= 0 (the level of the clean latent: the model's "
                          f"smallest sigma, model_sampling.sigma_min); got {c}.")
     if not is_above_clean(float(sigmas[0]), c):
-        raise ValueError(f"DDIM inversion: the schedule's highest sigma {float(sigmas[0]):.6g} is not above the clean "
+        raise ValueError(f"Inversion: the schedule's highest sigma {float(sigmas[0]):.6g} is not above the clean "
                          f"latent's level {c:.6g}, so there is nothing to invert. Use more steps or another scheduler.")
     return c
 

@@ -10,7 +10,7 @@ from .grid_nodes import GridSampling
 from .masactrl_nodes import BatchConditioning, MasaCtrl
 from .mask_nodes import MaskGuidanceNode, MaskPreview, SubjectPrompts
 from .pose_nodes import OpenPoseDetect, OpenPoseLoader, PoseEditor, PoseRender
-from .real_photo_nodes import DDIMInversionNode, FollowInversionNode
+from .real_photo_nodes import DDIMInversionNode, FlowInversionNode, FollowInversionNode
 from .repaint_nodes import RePaint, RePaintSampler
 from .score_nodes import AlignmentScoresNode, ScoreModelLoader
 from .sweep_nodes import ScheduleSweep
@@ -20,7 +20,7 @@ from .vital_layers_nodes import VitalLayers
 NODES: list[type[io.ComfyNode]] = [
     MasaCtrl, BatchConditioning,
     SubjectPrompts, MaskGuidanceNode, MaskPreview,
-    DDIMInversionNode, FollowInversionNode,
+    DDIMInversionNode, FlowInversionNode, FollowInversionNode,
     OpenPoseLoader, OpenPoseDetect, PoseEditor, PoseRender,
     ExtendCanvas, PasteBack,
     BLIPLoader, BLIPCaption,
