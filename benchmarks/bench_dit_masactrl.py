@@ -60,6 +60,7 @@ def parse_args(argv=None):
 def build_model(args, torch):
     """The family's full-width model with the kept blocks only: built on the meta device (no memory), cut to
     the kept blocks, then materialised with seeded random weights."""
+    import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models as supported
@@ -76,6 +77,9 @@ def build_model(args, torch):
     else:
         net.joint_blocks = net.joint_blocks[:args.double]
     model.to_empty(device="cpu")
+    # to_empty leaves every buffer uninitialised, model_sampling's sigma table too: build that part again, as
+    # ComfyUI builds it for this model, so sampling runs on the model's real schedule.
+    model.model_sampling = comfy.model_base.model_sampling(model_config, model.model_type)
     init_random_(net, 0)
     with torch.no_grad():
         for name, p in net.named_parameters():

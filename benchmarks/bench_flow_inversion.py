@@ -46,10 +46,6 @@ def setup(args):
     from masactrl_suite.attention.comfyui_flow_inversion import invert_flow
 
     model, _ = build_model(SimpleNamespace(family="flux", double=args.double, single=args.single), torch)
-    # build_model materialises the meta-device model with to_empty, which leaves model_sampling's sigma table
-    # uninitialised; the inversion needs the real schedule, so it is computed again.
-    sampling = model.get_model_object("model_sampling")
-    sampling.set_parameters(shift=sampling.shift)
     g = torch.Generator().manual_seed(0)
     side = args.resolution // 8
     photo = torch.randn(1, 16, side, side, generator=g)
