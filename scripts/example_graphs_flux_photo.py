@@ -25,7 +25,7 @@ def _flux_loaders(unet: str, top: int):
     ]
 
 
-NOTE_EDIT = f"""{TITLES["edit"]}
+NOTE_EDIT = f"""MasaCtrl Suite: {TITLES["edit"]}
 
 {PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image (sides multiples of 16; 1024 px suits Flux), and describe it as the source prompt.
 
@@ -36,7 +36,7 @@ NOTE_EDIT = f"""{TITLES["edit"]}
 Files (the Missing Models dialog offers them when absent):
 {{files}}"""
 
-NOTE_FILL = f"""{TITLES["fill"]}
+NOTE_FILL = f"""MasaCtrl Suite: {TITLES["fill"]}
 
 {CROPPED_PHOTO} is a drawn stand-in that the pack puts in ComfyUI/input: replace it with your own picture under that name, or pick another in Load Image. BLIP: all files of https://huggingface.co/Salesforce/{BLIP_MODEL} in models/blip/{BLIP_MODEL}.
 
@@ -66,9 +66,9 @@ def flux_real_photo_editing():
         node("invert", "MasaCtrlFlowInversion", [C2, 0],
              {"steps": STEPS, "cfg": 1.0, "scheduler": "simple", "solver": "fireflow", "batch_size": 2},
              size=[300, 230]),
-        node("follow", "MasaCtrlFollowInversion", [C2, 250], {"source_index": 0}, size=[300, 80]),
-        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 380], size=[300, 300]),
-        node("batch", "MasaCtrlBatchConditioning", [C2, 730], size=[260, 46]),
+        node("follow", "MasaCtrlFollowInversion", [C2, 280], {"source_index": 0}, size=[300, 80]),
+        node("masactrl", "MasaCtrlMutualSelfAttention", [C2, 410], size=[300, 300]),
+        node("batch", "MasaCtrlBatchConditioning", [C2, 760], size=[260, 46]),
         node("guidance", "FluxGuidance", [C3, 0], {"guidance": 3.5}, size=[260, 58]),
         node("guider", "BasicGuider", [C3, 110], size=[260, 46]),
         node("select", "KSamplerSelect", [C3, 200], {"sampler_name": "euler"}, size=[260, 58]),
