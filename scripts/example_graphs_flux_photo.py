@@ -43,7 +43,7 @@ NOTE_FILL = f"""MasaCtrl Suite: {TITLES["fill"]}
 1. BLIP Caption describes the photo (+ "{BLIP_SUFFIX.lstrip(', ')}"), encoded by Flux's text encoders; FluxGuidance 30 (Flux Fill's setting).
 2. Extend Canvas adds 256 px at the bottom; InpaintModelConditioning gives Flux Fill the canvas and the mask.
 3. Grid Sampling runs Flux Fill on 1024 px tiles, each tile with its own place in the image (positions, Fill channels cropped per tile); KSampler fills the new area.
-4. RePaint re-noises to denoise 0.5 along the flow and samples again with jumps, to blend the seam.
+4. RePaint re-noises KSampler's result to denoise 0.5 along the flow and samples it again with jumps (euler: ddpm is for SD models), to blend the seam.
 5. Paste Back keeps the original pixels exactly.
 
 Files (the Missing Models dialog offers them when absent):
@@ -131,15 +131,13 @@ def flux_fill_complete_cropped_photo():
         node("sampler", "KSampler", [C3, 230],
              {"seed": 42, "control_after_generate": "fixed", "steps": STEPS, "cfg": 1.0, "sampler_name": "euler",
               "scheduler": "simple", "denoise": 1.0}, "1st pass: fill the new area", [270, 262]),
-        node("decode", "VAEDecode", [C3, 540]),
-        node("encode2", "VAEEncode", [C3, 630]),
-        node("repaint", "MasaCtrlRePaint", [C4, 0],
+        node("repaint", "MasaCtrlRePaint", [C3, 540],
              {"seed": 42, "control_after_generate": "fixed", "steps": 20, "cfg": 1.0, "sampler_name": "euler",
               "scheduler": "simple", "denoise": 0.5, "jump_length": 5, "resamplings": 3},
              "2nd pass: RePaint the seam", [300, 330], **PHOTO_NODES),
-        node("decode2", "VAEDecode", [C4, 380]),
-        node("paste", "MasaCtrlPasteBack", [C4, 470], size=[200, 66], **PHOTO_NODES),
-        node("save", "SaveImage", [C4 + 320, 0], {"filename_prefix": "MasaCtrl_Flux_fill"}, size=[300, 300]),
+        node("decode", "VAEDecode", [C4, 0]),
+        node("paste", "MasaCtrlPasteBack", [C4, 90], size=[200, 66], **PHOTO_NODES),
+        node("save", "SaveImage", [C4, 200], {"filename_prefix": "MasaCtrl_Flux_fill"}, size=[300, 300]),
     ]
     links = [
         ("blip_loader", "blip_model", "caption", "blip_model"),
@@ -158,19 +156,15 @@ def flux_fill_complete_cropped_photo():
         ("inpaint", "positive", "sampler", "positive"),
         ("inpaint", "negative", "sampler", "negative"),
         ("inpaint", "latent", "sampler", "latent_image"),
-        ("sampler", "LATENT", "decode", "samples"),
-        ("vae", "VAE", "decode", "vae"),
-        ("decode", "IMAGE", "encode2", "pixels"),
-        ("vae", "VAE", "encode2", "vae"),
         ("grid", "MODEL", "repaint", "model"),
         ("inpaint", "positive", "repaint", "positive"),
         ("inpaint", "negative", "repaint", "negative"),
-        ("encode2", "LATENT", "repaint", "latent_image"),
+        ("sampler", "LATENT", "repaint", "latent_image"),
         ("extend", "mask", "repaint", "mask"),
-        ("repaint", "LATENT", "decode2", "samples"),
-        ("vae", "VAE", "decode2", "vae"),
+        ("repaint", "LATENT", "decode", "samples"),
+        ("vae", "VAE", "decode", "vae"),
         ("extend", "image", "paste", "original"),
-        ("decode2", "IMAGE", "paste", "generated"),
+        ("decode", "IMAGE", "paste", "generated"),
         ("extend", "mask", "paste", "mask"),
         ("paste", "image", "save", "images"),
     ]
