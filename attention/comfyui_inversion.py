@@ -154,8 +154,9 @@ class FollowTrajectory:
         self.inversion = inversion
         self.source_index = source_index
 
-    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                  **kwargs):
+        transformer_options = {} if transformer_options is None else transformer_options
         trajectory = self.inversion.trajectory
         chunks = len(transformer_options.get("cond_or_uncond") or [0])
         per = x.shape[0] // chunks

@@ -149,8 +149,8 @@ class FollowInversionNode(io.ComfyNode):
             display_name="Follow Inversion (MasaCtrl)",
             category="MasaCtrl",
             description="Make the source image of the batch follow an inversion (DDIM or Flow Inversion) back to "
-                        "the photo, so MasaCtrl "
-                        "edits the targets with the photo as source. Returns a copy of the model.",
+                        "the photo, so MasaCtrl edits the targets with the photo as source. Returns a copy of the "
+                        "model.",
             inputs=[
                 io.Model.Input("model", tooltip="The model to sample with (before or after MasaCtrl). It is not "
                                                 "changed; a copy is returned."),
