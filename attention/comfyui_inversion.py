@@ -58,10 +58,14 @@ def sampling_kind(model) -> str:
     return ", ".join(b.__name__ for b in type(model.get_model_object("model_sampling")).__mro__[1:-1])
 
 
-def is_flow_sampling(model) -> bool:
-    """ComfyUI's flow-matching sampling (CONST: x = (1 - s) x0 + s eps, denoised = x - s v)."""
-    kind, const = type(model.get_model_object("model_sampling")), comfy.model_sampling.CONST
+def is_flow(model_sampling) -> bool:
+    """ComfyUI's flow-matching sampling (CONST: x = (1 - s) x0 + s eps, denoised = x - s v): Flux, SD3, ..."""
+    kind, const = type(model_sampling), comfy.model_sampling.CONST
     return kind.noise_scaling is const.noise_scaling and kind.calculate_denoised is const.calculate_denoised
+
+
+def is_flow_sampling(model) -> bool:
+    return is_flow(model.get_model_object("model_sampling"))
 
 
 def check_vp_sampling(model, node: str):

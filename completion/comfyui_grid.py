@@ -20,12 +20,13 @@ import comfy.model_management
 import comfy.patcher_extension
 import torch
 
-from ..attention.comfyui_dit_patches import tiled_call_options
-from ..attention.comfyui_patches import MASKS_KEY
+from ..attention.comfyui_dit_patches import dit_layer_map_of, tiled_call_options
+from ..attention.comfyui_patches import MASKS_KEY, UnsupportedModelError
 from .tiles import Tile, blend_into, normalised_weights, plan_tiles
 
 WRAPPER_KEY = "masactrl_grid_sampling"
 NODE = "Grid Sampling (MasaCtrl)"
+TILED_FAMILIES = ("Flux", "Chroma", "SD3")  # of dit_layer_map_of's families; Qwen-Image (5D latents) is not tiled
 SUPPORTED = "UNet models (SD1.x, SD2.x, SDXL) and the diffusion transformers Flux.1 (incl. Fill), Chroma and SD3.x"
 
 
@@ -38,22 +39,20 @@ class DiTLayout:
 
 
 def dit_layout(diffusion_model) -> DiTLayout | None:
-    """None for a UNet; the layout of a supported diffusion transformer; any other model is refused, naming it."""
-    import comfy.ldm.chroma.model
-    import comfy.ldm.flux.model
-    import comfy.ldm.modules.diffusionmodules.mmdit
-
+    """None for a UNet; the layout of a supported diffusion transformer (the family as MasaCtrl's DiT patch
+    detects it); any other model is refused, naming it."""
     if hasattr(diffusion_model, "input_blocks"):
         return None
-    if isinstance(diffusion_model, comfy.ldm.flux.model.Flux):
-        return DiTLayout("Flux", diffusion_model.patch_size, True)
-    if isinstance(diffusion_model, comfy.ldm.chroma.model.Chroma):
-        return DiTLayout("Chroma", diffusion_model.patch_size, False)
-    if isinstance(diffusion_model, comfy.ldm.modules.diffusionmodules.mmdit.MMDiT):
-        return DiTLayout("SD3", diffusion_model.patch_size, False)
-    raise ValueError(f"{NODE}: grid sampling supports {SUPPORTED}; this MODEL's diffusion model is a "
-                     f"{type(diffusion_model).__name__} (Qwen-Image and video models have 5D latents and positions "
-                     "of their own), which it does not tile. Load one of those models, or sample without the grid.")
+    try:
+        family = dit_layer_map_of(diffusion_model).family
+    except UnsupportedModelError:
+        family = None
+    if family not in TILED_FAMILIES:
+        raise ValueError(f"{NODE}: grid sampling supports {SUPPORTED}; this MODEL's diffusion model is a "
+                         f"{type(diffusion_model).__name__} (Qwen-Image and video models have 5D latents and "
+                         "positions of their own), which it does not tile. Load one of those models, or sample "
+                         "without the grid.")
+    return DiTLayout(family, diffusion_model.patch_size, family == "Flux")
 
 
 @functools.lru_cache(maxsize=32)
@@ -160,11 +159,11 @@ class GridDenoiser:
         transformers MasaCtrl's call re-derived and (Flux) the tiles' position offsets."""
         chunks = list(options.get("cond_or_uncond") or [0]) * len(group)
         tiled = {**options, "cond_or_uncond": chunks, "uuids": list(options.get("uuids") or []) * len(group)}
-        if self.dit is None:
-            return tiled
         sigmas = options.get("sigmas")
         if torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.shape[0] == batch:
-            tiled["sigmas"] = sigmas.repeat(len(group))
+            tiled["sigmas"] = sigmas.repeat(len(group))  # one per row of the tiled batch, as per-row patches expect
+        if self.dit is None:
+            return tiled
         tiled = tiled_call_options(tiled, batch * len(group), chunks, (group[0].height, group[0].width))
         if self.dit.position_ids:
             patch = self.dit.patch_size

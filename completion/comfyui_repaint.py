@@ -7,7 +7,6 @@ import itertools
 
 import comfy.model_base
 import comfy.model_management
-import comfy.model_sampling
 import comfy.sample
 import comfy.sampler_helpers
 import comfy.samplers
@@ -15,6 +14,7 @@ import comfy.utils
 import latent_preview
 import torch
 
+from ..attention.comfyui_inversion import is_flow
 from .repaint import NoiseLevels, RePaintScheduleError, jump_schedule, repaint
 
 # Adaptive samplers choose their own steps inside a segment, which a fixed jump schedule cannot use.
@@ -33,11 +33,6 @@ def noise_levels(model_sampling, sigmas: torch.Tensor) -> NoiseLevels:
     scale = torch.stack([model_sampling.noise_scaling(s.view(1), zero, one).flatten()[0] for s in sigmas.float().cpu()])
     std = torch.stack([model_sampling.noise_scaling(s.view(1), one, zero).flatten()[0] for s in sigmas.float().cpu()])
     return NoiseLevels(scale.to(sigmas.device), std.to(sigmas.device))
-
-
-def is_flow(model_sampling) -> bool:
-    """Flux, SD3, ...: x = (1 - sigma) x0 + sigma eps (ComfyUI's CONST), sigma from 1 (pure noise) to 0."""
-    return isinstance(model_sampling, comfy.model_sampling.CONST)
 
 
 def check_step_sampler(step_sampler: str, model_sampling):
